@@ -1,0 +1,127 @@
+"""Structured config: the schema Hydra validates every composed config against.
+
+The top-level schema lives here; each recipe family's ``Params`` and each runtime's
+``Options`` live beside their code and are registered under their config group as
+``<name>_schema``, so a misspelt key or a wrong type fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+import preprocess
+import runtimes
+from evalkit.errors import UserError
+
+
+@dataclass
+class Reference:
+    """A published accuracy and the setting it was measured at."""
+
+    source: str = MISSING
+    top1: float = MISSING
+    top5: Optional[float] = None
+    setting: str = ""
+    url: str = ""
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    #: architecture name in timm, used to export ONNX from ``weights``
+    arch: str = MISSING
+    source: str = "timm"
+    #: an ONNX file; when null, online runtimes export one from ``weights`` and cache it
+    onnx: Optional[str] = None
+    weights: Optional[str] = None
+    #: "names": a state_dict with the architecture's keys; "order": tensors in the
+    #: architecture's order under other names (e.g. a port from another codebase)
+    weights_keys: str = "names"
+    num_classes: int = 1000
+    references: list[Reference] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    #: imagefolder: root/<wnid>/*; labelfile: root + ``labels`` lines "path label";
+    #: files: ``files`` lines "path label" (label = index or wnid)
+    layout: str = "imagefolder"
+    root: Optional[str] = None
+    labels: Optional[str] = None
+    files: list[str] = field(default_factory=list)
+    #: first N samples (sorted by id)
+    limit: Optional[int] = None
+    #: first N samples of each class (sorted by id)
+    per_class: Optional[int] = None
+
+
+@dataclass
+class ResultsConfig:
+    dir: str = "results"
+    #: also store every image's full logits (logits.npy)
+    save_logits: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    preprocess: Any = MISSING
+    runtime: Any = MISSING
+    dataset: DatasetConfig = MISSING
+    results: ResultsConfig = field(default_factory=ResultsConfig)
+    #: decode/resize threads; 0 = one per CPU core
+    workers: int = 0
+    progress: bool = True
+    cache_dir: str = "${oc.env:EVALKIT_CACHE,${oc.env:HOME}/.cache/evalkit}"
+
+
+def _package_dir(name: str) -> str:
+    """``${pkg:NAME}``: the folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"Python package {name!r} is not installed; the demo needs it: pip install 'evalkit[demo]'")
+    return str(Path(list(spec.submodule_search_locations)[0]))
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore and the ``pkg`` resolver in OmegaConf (idempotent)."""
+    if not OmegaConf.has_resolver("pkg"):
+        OmegaConf.register_new_resolver("pkg", _package_dir)
+    cs = ConfigStore.instance()
+    cs.store(name="evalkit_schema", node=Config)
+    for group, package, cls in (("preprocess", preprocess, "Params"), ("runtime", runtimes, "Options")):
+        for m in pkgutil.iter_modules(package.__path__):
+            if not m.name.startswith("_"):
+                module = importlib.import_module(f"{package.__name__}.{m.name}")
+                cs.store(group=group, name=f"{m.name}_schema", node=getattr(module, cls))
+
+
+def compose(overrides: list[str] | None = None) -> Any:
+    """The typed config for a list of command-line overrides, as ``python -m evalkit`` composes it.
+
+    For notebooks, tests and the helper commands (export, zoo).
+    """
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    register()
+    with initialize_config_module(config_module="conf", version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+    return to_object(cfg)
+
+
+def to_object(cfg: Any) -> Config:
+    """Resolve and instantiate the dataclasses (runs each ``__post_init__`` validation)."""
+    return OmegaConf.to_object(cfg)
+
+
+def cache_dir(cfg: Config) -> Path:
+    return Path(os.path.expanduser(cfg.cache_dir))

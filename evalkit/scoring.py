@@ -1,0 +1,79 @@
+"""Streaming top-k scorer: cumulative top-1..top-5, per-class accuracy, confidence interval.
+
+Keeps only each image's top-5 indices, never all logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from evalkit.errors import UserError
+
+K = 5
+
+
+@dataclass
+class Result:
+    metrics: dict
+    predictions: pd.DataFrame
+    per_class: pd.DataFrame
+
+
+class Scorer:
+    def __init__(self, num_classes: int = 1000) -> None:
+        self.num_classes = num_classes
+        self.background_class: bool | None = None
+        self._ids: list[str] = []
+        self._labels: list[np.ndarray] = []
+        self._top: list[np.ndarray] = []
+
+    def update(self, ids: list[str], labels: np.ndarray, logits: np.ndarray) -> None:
+        """Score one batch; a 1001-class head (background at index 0) is shifted to the 1000 classes."""
+        logits = np.asarray(logits)
+        if logits.ndim != 2 or len(logits) != len(ids):
+            raise UserError(f"the model returned shape {logits.shape} for {len(ids)} images; expected [N, {self.num_classes}]")
+        c = logits.shape[1]
+        if c == self.num_classes + 1:
+            logits = logits[:, 1:]
+        elif c != self.num_classes:
+            raise UserError(
+                f"the model has {c} outputs but the dataset has {self.num_classes} classes "
+                f"(or {self.num_classes + 1} with background at index 0); check that the model is an ImageNet-1k classifier"
+            )
+        self.background_class = c == self.num_classes + 1
+        bad = ~np.isfinite(logits).all(axis=1)
+        if bad.any():
+            names = [i for i, b in zip(ids, bad) if b][:5]
+            raise UserError(f"{int(bad.sum())} images got NaN/Inf logits (e.g. {names}); the model or its inputs are broken")
+        # Stable sort: on exactly tied logits the lower class index ranks first.
+        self._top.append(np.argsort(-logits, axis=1, kind="stable")[:, :K].astype(np.int32))
+        self._labels.append(np.asarray(labels, dtype=np.int64))
+        self._ids.extend(ids)
+
+    def result(self) -> Result:
+        if not self._ids:
+            raise UserError("no images were scored")
+        top = np.concatenate(self._top)
+        labels = np.concatenate(self._labels)
+        hit_rank = np.where(top == labels[:, None], np.arange(K), K).min(axis=1)  # K = not in top-5
+        n = len(labels)
+        metrics: dict = {"n": n}
+        for k in range(1, K + 1):
+            metrics[f"top{k}"] = 100.0 * float((hit_rank < k).sum()) / n
+        hits1 = int((hit_rank == 0).sum())
+        ci = binomtest(hits1, n).proportion_ci(confidence_level=0.95, method="wilson")
+        metrics["top1_ci95"] = [100.0 * ci.low, 100.0 * ci.high]
+        metrics["background_class"] = bool(self.background_class)
+        predictions = pd.DataFrame({"id": self._ids, "label": labels})
+        for k in range(K):
+            predictions[f"pred{k + 1}"] = top[:, k]
+        per_class = (
+            pd.DataFrame({"label": labels, "top1": hit_rank == 0, "top5": hit_rank < K})
+            .groupby("label").agg(n=("top1", "size"), top1=("top1", "mean"), top5=("top5", "mean"))
+        )
+        per_class[["top1", "top5"]] *= 100.0
+        return Result(metrics, predictions, per_class.reset_index())

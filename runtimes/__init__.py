@@ -1,0 +1,1 @@
+"""Runtime adapters: one module per runtime (see ``evalkit.runtime`` for the contract)."""
