@@ -7,6 +7,7 @@ The top-level schema lives here; each recipe family's ``Params`` and each runtim
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import pkgutil
@@ -119,8 +120,17 @@ def compose(overrides: list[str] | None = None) -> Any:
 
 
 def to_object(cfg: Any) -> Config:
-    """Resolve and instantiate the dataclasses (runs each ``__post_init__`` validation)."""
-    return OmegaConf.to_object(cfg)
+    """Resolve and instantiate the dataclasses (runs each ``__post_init__`` validation).
+
+    Keys added with ``+key=value`` that a schema does not have are an error, not dropped.
+    """
+    obj = OmegaConf.to_object(cfg)
+    for section in ("model", "preprocess", "runtime", "dataset", "results"):
+        known = {f.name for f in dataclasses.fields(getattr(obj, section))}
+        unknown = sorted(set(cfg[section].keys()) - known)
+        if unknown:
+            raise UserError(f"unknown key {section}.{unknown[0]}; valid keys: {', '.join(sorted(known))}")
+    return obj
 
 
 def cache_dir(cfg: Config) -> Path:

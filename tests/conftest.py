@@ -1,0 +1,74 @@
+"""Shared fixtures: the shared ImageNet sample, a real exported demo model, tiny real ONNX models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE = SHARED_DATA / "imagenet-sample"
+
+
+@pytest.fixture(scope="session")
+def sample_root() -> Path:
+    """200 real ImageNet photos in synset folders (../shared/data/imagenet-sample)."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"needs the shared ImageNet sample at {SAMPLE} (the project's ../shared/data); not present here")
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One evalkit cache for the whole session, so the demo model is exported once."""
+    return tmp_path_factory.mktemp("evalkit-cache")
+
+
+@pytest.fixture(scope="session")
+def lite0_onnx(cache_dir) -> Path:
+    """The demo model (real pretrained tf_efficientnet_lite0) exported to ONNX by evalkit."""
+    pytest.importorskip("torch", reason="exporting the demo model needs evalkit[torch]")
+    from evalkit.config import cache_dir as cfg_cache_dir, compose
+    from evalkit.export import onnx_file
+    import preprocess
+
+    cfg = compose([f"cache_dir={cache_dir}"])
+    return onnx_file(cfg.model, preprocess.build(cfg.preprocess), cfg_cache_dir(cfg))
+
+
+def tiny_onnx(path: Path, classes: int = 1000, size: int = 224, batch: int | str = "batch", seed: int = 0) -> Path:
+    """A real ONNX classifier: global average pool, then a linear layer (3 -> classes)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((3, classes)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        initializer=[w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m evalkit ARGS`` in a fresh process, as a user runs it."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if cache is not None:
+        env["EVALKIT_CACHE"] = str(cache)
+    return subprocess.run([sys.executable, "-m", "evalkit", *args, "progress=false"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
