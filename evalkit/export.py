@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,13 @@ def export(model: ModelConfig, recipe: Recipe, output: Path, check: bool = True)
     os.close(fd)
     try:
         example = torch.zeros(1, *recipe.output_shape)
-        torch.onnx.export(
-            net, (example,), tmp, dynamo=False, opset_version=OPSET,
-            input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        with warnings.catch_warnings():  # the TorchScript exporter is chosen on purpose: one file, opset 17
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                net, (example,), tmp, dynamo=False, opset_version=OPSET,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         proto = onnx.load(tmp)
         meta = {RECIPE_KEY: json.dumps(params_dict(recipe.params)), MODEL_KEY: model.name}
         for key, value in meta.items():
@@ -130,6 +133,15 @@ def check_against_torch(net: Any, onnx_path: str, recipe: Recipe, n: int = 8) ->
     }
 
 
+def cached_path(model: ModelConfig, weights: Path, recipe: Recipe, cache_dir: Path) -> Path:
+    """Where the export of these weights, architecture and recipe is cached."""
+    key = hashlib.sha256(json.dumps([
+        file_sha256(weights), model.arch, model.weights_keys, model.num_classes,
+        params_dict(recipe.params), EXPORT_VERSION,
+    ]).encode()).hexdigest()[:16]
+    return cache_dir / "onnx" / f"{model.name}-{key}.onnx"
+
+
 def onnx_file(model: ModelConfig, recipe: Recipe, cache_dir: Path) -> Path:
     """``model.onnx``, or an ONNX exported from ``model.weights`` once and cached by content."""
     if model.onnx:
@@ -140,11 +152,7 @@ def onnx_file(model: ModelConfig, recipe: Recipe, cache_dir: Path) -> Path:
             "or model.weights=PATH (a PyTorch state_dict) to export one"
         )
     weights = _existing(model.weights, "model.weights")
-    key = hashlib.sha256(json.dumps([
-        file_sha256(weights), model.arch, model.weights_keys, model.num_classes,
-        params_dict(recipe.params), EXPORT_VERSION,
-    ]).encode()).hexdigest()[:16]
-    out = cache_dir / "onnx" / f"{model.name}-{key}.onnx"
+    out = cached_path(model, weights, recipe, cache_dir)
     if not out.is_file():
         print(f"exporting {model.arch} weights {weights} to {out} (first use, cached)", file=sys.stderr)
         figures = export(model, recipe, out)
