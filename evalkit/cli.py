@@ -6,28 +6,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-import evalkit
-import preprocess
-from evalkit import dataset as datasets
-from evalkit import pipeline, record, reference
-from evalkit.classes import imagenet1k
-from evalkit.config import Config, cache_dir, register, to_object
+from evalkit.config import register, to_object
 from evalkit.errors import UserError
-from evalkit.export import RECIPE_KEY
-from evalkit.runtime import Context, Runtime, open_runtime
-from preprocess import Recipe, params_dict
+from evalkit.run import evaluate
 
 
 def exit_on_user_error(fn: Callable[[], Any]) -> Any:
@@ -41,85 +30,8 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
     sys.exit(2)
 
 
-def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list[str]:
-    """Fail on a model/recipe shape or class-count mismatch; return warnings (recipe drift)."""
-    if runtime.input_shape is not None:
-        want, got = runtime.input_shape, recipe.output_shape
-        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
-            raise UserError(
-                f"the model takes input {tuple(want)} but the {recipe.family} recipe makes {got}; "
-                "set preprocess.size to the model's input size, or pick the model's own recipe"
-            )
-    if runtime.num_outputs is not None and runtime.num_outputs not in (num_classes, num_classes + 1):
-        raise UserError(
-            f"the model has {runtime.num_outputs} outputs but ImageNet-1k has {num_classes} classes "
-            f"({num_classes + 1} with background); check model.onnx and model.num_classes"
-        )
-    warnings = []
-    stored = runtime.metadata.get(RECIPE_KEY)
-    if stored is not None:
-        exported, configured = json.loads(stored), params_dict(recipe.params)
-        diff = {k: (exported.get(k), configured.get(k)) for k in exported.keys() | configured.keys()
-                if exported.get(k) != configured.get(k)}
-        if diff:
-            warnings.append("recipe differs from the one the model was exported with: " + "; ".join(
-                f"{k}: exported {a!r}, configured {b!r}" for k, (a, b) in sorted(diff.items())))
-    return warnings
-
-
-def evaluate(cfg: Config, resolved: dict[str, Any]) -> Path:
-    """The whole run; returns the run directory."""
-    recipe = preprocess.build(cfg.preprocess)
-    samples = datasets.load(cfg.dataset)
-    classes = imagenet1k()
-    print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
-          f"dataset {cfg.dataset.name}: {len(samples)} images")
-    print(f"recipe {recipe.family}:\n{recipe.describe()}")
-    runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg)))
-    try:
-        warnings = check_compatible(runtime, recipe, len(classes))
-        for w in warnings:
-            print(f"WARNING: {w}", file=sys.stderr)
-        batch_size = runtime.fixed_batch or cfg.runtime.batch_size
-        started = time.perf_counter()
-        outcome = pipeline.evaluate(samples, recipe.fn, runtime, batch_size, len(classes),
-                                    workers=cfg.workers, progress=cfg.progress, keep_logits=cfg.results.save_logits)
-        seconds = time.perf_counter() - started
-        runtime_info = runtime.info()
-    finally:
-        runtime.close()
-    result = outcome.scorer.result()
-    table = reference.compare(result.metrics, cfg.model.references)
-    run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
-    run = {
-        "id": run_id,
-        "created": datetime.now(timezone.utc).isoformat(),
-        "evalkit": evalkit.__version__,
-        "metrics": result.metrics,
-        "model": resolved["model"],
-        "runtime": {**resolved["runtime"], "info": runtime_info, "batch_size": batch_size},
-        "recipe": {"family": recipe.family, "params": params_dict(recipe.params),
-                   "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
-        "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
-                    "n": len(samples), "list_fingerprint": datasets.fingerprint(samples),
-                    "content_fingerprint": outcome.content_fingerprint},
-        "reference": {"comparable": reference.comparable(result.metrics["n"]),
-                      "rows": json.loads(table.to_json(orient="records"))},
-        "timing": {"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
-        "warnings": warnings,
-        "versions": record.versions(),
-        "config": resolved,
-    }
-    run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
-    print(reference.format_table(result.metrics, table))
-    print(f"run written to {run_dir}")
-    return run_dir
-
-
 def _task(cfg: DictConfig) -> None:
-    typed = to_object(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    evaluate(typed, resolved)
+    evaluate(to_object(cfg))
 
 
 def main() -> None:

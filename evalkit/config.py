@@ -25,13 +25,20 @@ from evalkit.errors import UserError
 
 @dataclass
 class Reference:
-    """A published accuracy and the setting it was measured at."""
+    """A published accuracy, where it comes from and the setting it was measured at."""
 
     source: str = MISSING
     top1: float = MISSING
     top5: Optional[float] = None
+    #: the evaluation setting in the source's words
     setting: str = ""
+    #: repository, tag/commit and file (or page) the number is read from
     url: str = ""
+    #: recipe parameters the number was measured at; a run with other values is not compared to it
+    recipe: dict[str, Any] = field(default_factory=dict)
+    #: false where the source attaches a number to this model that is not this model's
+    applies: bool = True
+    note: str = ""
 
 
 @dataclass
@@ -47,6 +54,11 @@ class ModelConfig:
     #: architecture's order under other names (e.g. a port from another codebase)
     weights_keys: str = "names"
     num_classes: int = 1000
+    #: whose training the weights are (same architecture, other weights: other numbers)
+    weights_origin: str = ""
+    #: parameters (millions) and GMACs at the recipe's input size, counted by evalkit on the timm architecture
+    params_m: Optional[float] = None
+    gmacs: Optional[float] = None
     references: list[Reference] = field(default_factory=list)
 
 
