@@ -49,21 +49,23 @@ def test_normalisation_is_rgb_zero_to_255_mean_std():
 
 
 def test_efficientnet_style_crop_side_is_truncated():
-    """500x375: crop side 256/288*375 = 333.33 -> mmcv's int32 box keeps 333 pixels."""
-    bgr = np.zeros((375, 500, 3), np.uint8)
-    bgr[:, :, 0] = np.arange(500)[None, :] % 256
-    p = RESNEST
-    ch = 256 / 288 * 375
-    x1 = int(round((500 - ch) / 2))
-    seen = []
-    original = mmcls._pil_resize
-    mmcls._pil_resize = lambda img, w, h, params: seen.append(img.shape) or original(img, w, h, params)
-    try:
-        out = mmcls.center_crop(bgr, p)
-    finally:
-        mmcls._pil_resize = original
-    assert seen == [(333, 333, 3)] and out.shape == (256, 256, 3)
-    assert x1 == 83
+    """500x375: crop side 256/288*375 = 333.33; mmcv's int32 box keeps 333 pixels from offset round(83.33)."""
+    bgr = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    x1, y1 = int(round((500 - 333.333) / 2)), int(round((375 - 333.333) / 2))
+    expected = np.asarray(Image.fromarray(bgr[y1:y1 + 333, x1:x1 + 333]).resize((256, 256), Image.BICUBIC))
+    assert (x1, y1) == (83, 21)
+    assert np.array_equal(mmcls.center_crop(bgr, RESNEST), expected)
+
+
+def test_efficientnet_style_on_every_shared_image_matches_the_formula(sample_root):
+    for path in sorted(sample_root.glob("*/*.JPEG")):
+        bgr = _cv2.decode_bgr(path.read_bytes())
+        h, w = bgr.shape[:2]
+        side = 256 / 288 * min(h, w)
+        y1, x1 = int(round((h - side) / 2)), int(round((w - side) / 2))
+        crop = bgr[y1:int(min(h, y1 + side) - 1) + 1, x1:int(min(w, x1 + side) - 1) + 1]
+        expected = np.asarray(Image.fromarray(crop).resize((256, 256), Image.BICUBIC))
+        assert np.array_equal(mmcls.center_crop(bgr, RESNEST), expected), path.name
 
 
 def test_cv2_decode_applies_exif_orientation():

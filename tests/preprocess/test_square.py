@@ -50,3 +50,21 @@ def test_cv2_decoder_follows_exif_and_pil_decoder_does_not():
 def test_offset_that_leaves_the_image_is_a_user_error():
     with pytest.raises(Exception, match="does not fit"):
         Params(resize=256, crop=224, offset=40)
+
+
+def vdsp_emulation(data: bytes, size: int, offset: int, crop: int, mean, std) -> np.ndarray:
+    """VastAI image2npz (cv2 decode, BGR->RGB) then vdsp resize (OpenCV bilinear), crop, DIV255 norm."""
+    rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    square = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)[offset:offset + crop, offset:offset + crop]
+    return ((square.astype(np.float32) * np.float32(1 / 255) - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1)
+
+
+def test_vastai_zoo_recipe_on_every_shared_image(sample_root):
+    from evalkit.config import compose
+
+    p = compose(["model=vastai/resnest101"]).preprocess
+    assert (p.resize, p.offset, p.crop, p.mean[0]) == (333, 38, 256, 0.485107421875)
+    recipe = preprocess.build(p)
+    for path in sorted(sample_root.glob("*/*.JPEG")):
+        data = path.read_bytes()
+        assert np.array_equal(recipe(data), vdsp_emulation(data, 333, 38, 256, p.mean, p.std)), path.name
