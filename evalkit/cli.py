@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from hydra.errors import HydraException
@@ -28,6 +29,14 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
     except (HydraException, OmegaConfBaseException) as e:
         print(f"evalkit: config error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:
+    """Split ``output=PATH`` from the Hydra overrides of a helper command (export, inputs)."""
+    outputs = [a.split("=", 1)[1] for a in args if a.startswith("output=")]
+    if len(outputs) != 1:
+        raise UserError(f"name the output: {usage}")
+    return Path(outputs[0]), [a for a in args if not a.startswith("output=")]
 
 
 def _task(cfg: DictConfig) -> None:

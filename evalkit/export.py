@@ -167,21 +167,20 @@ def _format_check(figures: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m evalkit.export [overrides] output=PATH``: overrides as for ``python -m evalkit``."""
-    from evalkit.cli import exit_on_user_error
+    from evalkit.cli import exit_on_user_error, output_and_overrides
     from evalkit.config import compose
 
     def run() -> None:
-        args = list(sys.argv[1:] if argv is None else argv)
-        outputs = [a.split("=", 1)[1] for a in args if a.startswith("output=")]
-        if len(outputs) != 1:
-            raise UserError("name the file to write: python -m evalkit.export model=NAME model.weights=PTH output=OUT.onnx")
-        cfg = compose([a for a in args if not a.startswith("output=")])
+        output, overrides = output_and_overrides(
+            list(sys.argv[1:] if argv is None else argv),
+            "python -m evalkit.export model=NAME model.weights=PTH output=OUT.onnx")
+        cfg = compose(overrides)
         import preprocess
 
         recipe = preprocess.build(cfg.preprocess)
         print(f"recipe {recipe.family}:\n{recipe.describe()}")
-        figures = export(cfg.model, recipe, Path(outputs[0]))
-        print(f"wrote {outputs[0]}\n{_format_check(figures)}")
+        figures = export(cfg.model, recipe, output)
+        print(f"wrote {output}\n{_format_check(figures)}")
 
     exit_on_user_error(run)
 

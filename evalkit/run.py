@@ -25,7 +25,7 @@ from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
-from evalkit.runtime import Context, Runtime, open_runtime
+from evalkit.runtime import Context, OfflineRuntime, Runtime, open_runtime
 from preprocess import Recipe, params_dict
 
 
@@ -65,15 +65,28 @@ def evaluate(cfg: Config) -> Path:
           f"dataset {cfg.dataset.name}: {len(samples)} images")
     print(f"recipe {recipe.family}:\n{recipe.describe()}")
     runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg)))
+    extra: dict = {}
+    dump: dict | None = None
     try:
-        warnings = check_compatible(runtime, recipe, len(classes))
+        started = time.perf_counter()
+        if isinstance(runtime, OfflineRuntime):
+            warnings: list[str] = []
+            scorer, report = pipeline.evaluate_offline(samples, runtime, len(classes), progress=cfg.progress)
+            outcome = pipeline.Outcome(scorer, None, None)
+            dump = report.record()
+            if report.missing or report.unusable:
+                warnings.append(f"{report.problems()}; counted as wrong (runtime.allow_missing=true)")
+            if report.extra:
+                print(f"note: {len(report.extra)} outputs match no image of the dataset (e.g. {report.extra[0]})")
+        else:
+            warnings = check_compatible(runtime, recipe, len(classes))
+            extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
+            outcome = pipeline.evaluate(samples, recipe.fn, runtime, extra["batch_size"], len(classes),
+                                        workers=cfg.workers, progress=cfg.progress,
+                                        keep_logits=cfg.results.save_logits)
+        seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
-        batch_size = runtime.fixed_batch or cfg.runtime.batch_size
-        started = time.perf_counter()
-        outcome = pipeline.evaluate(samples, recipe.fn, runtime, batch_size, len(classes),
-                                    workers=cfg.workers, progress=cfg.progress, keep_logits=cfg.results.save_logits)
-        seconds = time.perf_counter() - started
         runtime_info = runtime.info()
     finally:
         runtime.close()
@@ -86,7 +99,7 @@ def evaluate(cfg: Config) -> Path:
         "evalkit": evalkit.__version__,
         "metrics": result.metrics,
         "model": resolved["model"],
-        "runtime": {**resolved["runtime"], "info": runtime_info, "batch_size": batch_size},
+        "runtime": {**resolved["runtime"], "info": runtime_info, **extra},
         "recipe": {"family": recipe.family, "params": params_dict(recipe.params),
                    "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
         "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
@@ -95,6 +108,7 @@ def evaluate(cfg: Config) -> Path:
         "reference": {"comparable": reference.comparable(result.metrics["n"]),
                       "rows": json.loads(table.to_json(orient="records"))},
         "timing": {"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
+        "dump": dump,
         "warnings": warnings,
         "versions": record.versions(),
         "config": resolved,

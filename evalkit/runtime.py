@@ -63,7 +63,40 @@ class Runtime(abc.ABC):
         return np.asarray(self.infer(batch))[:n]
 
 
-def open_runtime(options: Any, context: Context) -> Runtime:
+class BadOutput(Exception):
+    """An output file that cannot be used (truncated, wrong element count, unparsable): names why."""
+
+
+class OfflineRuntime(abc.ABC):
+    """Outputs a device already wrote (vendor tools' dumps), matched to samples by file name.
+
+    evalkit does the accounting (missing, extra, duplicate, unusable outputs) the same
+    way for every vendor; an adapter only says which outputs exist and how to read one.
+    """
+
+    #: images without a usable output count as wrong instead of failing the run
+    allow_missing: bool = False
+
+    @abc.abstractmethod
+    def entries(self) -> dict[str, list[Any]]:
+        """Sample id (image file stem) -> the outputs found for it (normally one)."""
+
+    @abc.abstractmethod
+    def read(self, entry: Any) -> np.ndarray:
+        """One image's output: float scores over the classes, or integer class indices best first.
+
+        Raises ``BadOutput`` for a file that cannot be used.
+        """
+
+    def info(self) -> dict[str, Any]:
+        """Dump format, folder, and the device's own throughput/latency figures where it wrote them."""
+        return {}
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+def open_runtime(options: Any, context: Context) -> Runtime | OfflineRuntime:
     """Import ``runtimes.<options.name>`` and open it."""
     try:
         module = importlib.import_module(f"runtimes.{options.name}")

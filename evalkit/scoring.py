@@ -50,7 +50,14 @@ class Scorer:
             names = [i for i, b in zip(ids, bad) if b][:5]
             raise UserError(f"{int(bad.sum())} images got NaN/Inf logits (e.g. {names}); the model or its inputs are broken")
         # Stable sort: on exactly tied logits the lower class index ranks first.
-        self._top.append(np.argsort(-logits, axis=1, kind="stable")[:, :K].astype(np.int32))
+        self.update_topk(ids, labels, np.argsort(-logits, axis=1, kind="stable")[:, :K])
+
+    def update_topk(self, ids: list[str], labels: np.ndarray, top: np.ndarray) -> None:
+        """Score predictions given as class indices, best first (-1 = no prediction: counts as wrong)."""
+        top = np.asarray(top, dtype=np.int32)
+        if top.shape[1] < K:
+            top = np.concatenate([top, np.full((len(top), K - top.shape[1]), -1, np.int32)], axis=1)
+        self._top.append(top[:, :K])
         self._labels.append(np.asarray(labels, dtype=np.int64))
         self._ids.extend(ids)
 
@@ -68,6 +75,7 @@ class Scorer:
         ci = binomtest(hits1, n).proportion_ci(confidence_level=0.95, method="wilson")
         metrics["top1_ci95"] = [100.0 * ci.low, 100.0 * ci.high]
         metrics["background_class"] = bool(self.background_class)
+        metrics["no_prediction"] = int((top[:, 0] < 0).sum())
         predictions = pd.DataFrame({"id": self._ids, "label": labels})
         for k in range(K):
             predictions[f"pred{k + 1}"] = top[:, k]

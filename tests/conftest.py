@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +75,27 @@ def run_cli(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.Comp
         env["EVALKIT_CACHE"] = str(cache)
     return subprocess.run([sys.executable, "-m", "evalkit", *args, "progress=false"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def ort_run(sample_root, lite0_onnx, tmp_path_factory):
+    """(run.json, predictions, logits) of the demo model on the 200 shared images through ONNX Runtime."""
+    from evalkit.config import compose
+    from evalkit.run import evaluate
+
+    out = tmp_path_factory.mktemp("ort-run")
+    run_dir = evaluate(compose([f"model.onnx={lite0_onnx}", "dataset=imagefolder", f"dataset.root={sample_root}",
+                                f"results.dir={out}", "results.save_logits=true", "progress=false"]))
+    return (json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "predictions.csv"),
+            np.load(run_dir / "logits.npy"))
+
+
+def offline_run(tmp_path: Path, sample_root: Path, runtime: list[str], dataset: list[str] | None = None):
+    """Score a dump with evalkit; returns (run.json, predictions)."""
+    from evalkit.config import compose
+    from evalkit.run import evaluate
+
+    results = tmp_path / "results"
+    run_dir = evaluate(compose([*runtime, *(dataset or ["dataset=imagefolder", f"dataset.root={sample_root}"]),
+                                f"results.dir={results}", "progress=false"]))
+    return json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "predictions.csv")
