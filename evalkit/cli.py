@@ -40,7 +40,8 @@ def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:
 
 
 def _task(cfg: DictConfig) -> None:
-    evaluate(to_object(cfg))
+    # Exit here, inside the job: an exception would make Hydra print its own error line first.
+    exit_on_user_error(lambda: evaluate(to_object(cfg)))
 
 
 def main() -> None:

@@ -136,7 +136,8 @@ def test_bad_input_is_one_message_exit_2_and_no_run_left(tmp_path, case, message
     out = run_cli(*args, f"results.dir={results}", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr and "Error executing job" not in out.stderr
+    assert out.stderr.count("evalkit: ") == 1
     assert not results.exists() or not any(results.iterdir())
 
 
