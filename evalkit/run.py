@@ -64,7 +64,7 @@ def evaluate(cfg: Config) -> Path:
     print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
           f"dataset {cfg.dataset.name}: {len(samples)} images")
     print(f"recipe {recipe.family}:\n{recipe.describe()}")
-    runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg)))
+    runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg), samples))
     extra: dict = {}
     dump: dict | None = None
     try:

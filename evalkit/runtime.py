@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import abc
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evalkit.config import ModelConfig
+from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from preprocess import Recipe
 
@@ -27,6 +28,8 @@ class Context:
     model: ModelConfig
     recipe: Recipe
     cache_dir: Path
+    #: the run's samples (an int8 calibrator draws its subset from them)
+    samples: list[Sample] = field(default_factory=list)
 
 
 class Runtime(abc.ABC):

@@ -90,8 +90,8 @@ def ort_run(sample_root, lite0_onnx, tmp_path_factory):
             np.load(run_dir / "logits.npy"))
 
 
-def offline_run(tmp_path: Path, sample_root: Path, runtime: list[str], dataset: list[str] | None = None):
-    """Score a dump with evalkit; returns (run.json, predictions)."""
+def run_in_process(tmp_path: Path, sample_root: Path, runtime: list[str], dataset: list[str] | None = None):
+    """``evaluate`` with runtime overrides (and a dataset, the shared sample by default): (run.json, predictions)."""
     from evalkit.config import compose
     from evalkit.run import evaluate
 

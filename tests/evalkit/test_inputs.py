@@ -14,7 +14,7 @@ import pytest
 import preprocess
 from evalkit.config import compose
 
-from ..conftest import REPO, offline_run  # noqa: TID252
+from ..conftest import REPO, run_in_process  # noqa: TID252
 from ..runtimes import dumps  # noqa: TID252
 
 
@@ -38,7 +38,7 @@ def test_ascend_bins_through_a_device_score_as_ort(ort_run, lite0_onnx, sample_r
     ids = [line.split()[1].rsplit("/", 1)[1][:-4] for line in info]
     x = np.stack([np.fromfile(line.split()[1], dtype=np.float32).reshape(3, 224, 224) for line in info])
     folder = dumps.benchmark(tmp_path / "dump", ids, session.run(None, {"input": x})[0])
-    run, got = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     assert [run["metrics"][f"top{k}"] for k in range(1, 6)] == [ort_run[0]["metrics"][f"top{k}"] for k in range(1, 6)]
     assert (got["pred1"].values == ort_run[1]["pred1"].values).all()
 

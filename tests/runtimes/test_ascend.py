@@ -8,7 +8,7 @@ import pytest
 from evalkit.errors import UserError
 
 from . import dumps
-from ..conftest import offline_run  # noqa: TID252
+from ..conftest import run_in_process  # noqa: TID252
 
 TOPK = [f"top{k}" for k in range(1, 6)]
 PREDS = [f"pred{k}" for k in range(1, 6)]
@@ -34,7 +34,7 @@ def assert_same_scores(run, predictions, ort_run, exact_order=True):
 def test_dump_formats_score_exactly_as_ort(ort_run, sample_root, tmp_path, write, fmt):
     _, predictions, logits = ort_run
     folder = write(tmp_path / "dump", list(predictions["id"]), logits)
-    run, got = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     assert run["runtime"]["info"]["format"] == fmt
     assert_same_scores(run, got, ort_run)
 
@@ -42,7 +42,7 @@ def test_dump_formats_score_exactly_as_ort(ort_run, sample_root, tmp_path, write
 def test_mindspore_float16_outputs(ort_run, sample_root, tmp_path):
     _, predictions, logits = ort_run
     folder = dumps.mindspore310(tmp_path / "result_Files", list(predictions["id"]), logits)
-    run, got = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}", "runtime.format=mindspore310"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}", "runtime.format=mindspore310"])
     assert_same_scores(run, got, ort_run, exact_order=False)  # float16 rounding may reorder near-ties below the top
     assert (got["pred1"] == ort_run[1]["pred1"]).all()
 
@@ -51,7 +51,7 @@ def test_1001_class_outputs_are_shifted(ort_run, sample_root, tmp_path):
     _, predictions, logits = ort_run
     with_background = np.concatenate([logits.min(axis=1, keepdims=True) - 1, logits], axis=1)
     folder = dumps.benchmark(tmp_path / "dump", list(predictions["id"]), with_background, "bin")
-    run, got = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     assert run["metrics"]["background_class"] is True
     assert_same_scores(run, got, ort_run)
 
@@ -64,7 +64,7 @@ def test_device_perf_files_go_into_the_run(ort_run, sample_root, tmp_path):
         "[infer] throughputRate: 204.451, Interface throughputRate: 304.088, moduleLatency: 4.24378\n")
     (tmp_path / "result" / "PureInfer_perf_of_model_bs16_in_device_0.txt").write_text(
         "ave_throughputRate: 440.606samples/s, ave_latency: 2.304ms\n")
-    run, _ = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, _ = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     perf = run["runtime"]["info"]["perf"]
     assert perf["benchmark_bs16"]["infer"]["Interface throughputRate"] == 304.088
     assert perf["benchmark_bs16"]["e2e"]["throughputRate"] == 203.598
@@ -74,7 +74,7 @@ def test_device_perf_files_go_into_the_run(ort_run, sample_root, tmp_path):
 def test_ais_bench_summary_perf(ort_run, sample_root, tmp_path):
     _, predictions, logits = ort_run
     folder = dumps.ais_bench_batched(tmp_path / "out" / "2026_11_22-06_00_00", list(predictions["id"]), logits)
-    run, _ = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, _ = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     assert run["runtime"]["info"]["perf"]["ais_bench"]["throughput"] == 812.5
 
 
@@ -96,10 +96,10 @@ def test_broken_dumps_fail_with_counts_or_count_as_wrong(ort_run, sample_root, t
     breaker, message = BROKEN[case]
     breaker(folder)
     with pytest.raises(UserError, match=message) as err:
-        offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+        run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     assert "runtime.allow_missing=true" in str(err.value)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
-    run, got = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}", "runtime.allow_missing=true"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}", "runtime.allow_missing=true"])
     bad = run["dump"]["missing"] + run["dump"]["unusable"]
     assert bad == 1 and run["metrics"]["no_prediction"] == 1 and run["metrics"]["n"] == 200
     assert run["dump"]["counted_wrong"] is True and any("counted as wrong" in w for w in run["warnings"])
@@ -111,14 +111,14 @@ def test_duplicate_outputs_always_fail(ort_run, sample_root, tmp_path):
     folder = dumps.benchmark(tmp_path / "dump", list(predictions["id"]), logits)
     logits[:1].astype("<f4").tofile(folder / f"{predictions['id'][0]}_1.bin")
     with pytest.raises(UserError, match="more than one output"):
-        offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}", "runtime.allow_missing=true"])
+        run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}", "runtime.allow_missing=true"])
 
 
 def test_outputs_for_other_images_are_reported(ort_run, sample_root, tmp_path):
     _, predictions, logits = ort_run
     folder = dumps.benchmark(tmp_path / "dump", [*predictions["id"], "ILSVRC2012_val_00000001"],
                              np.concatenate([logits, logits[:1]]))
-    run, _ = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, _ = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
     assert run["dump"]["extra"] == 1 and run["dump"]["extra_examples"] == ["ILSVRC2012_val_00000001"]
 
 
@@ -132,14 +132,14 @@ def test_dotted_file_names_keep_their_stem(tmp_path, sample_root):
     row = np.zeros(1000, np.float32)
     row[7] = 1
     folder = dumps.benchmark(tmp_path / "dump", ["photo.v2"], row[None])
-    run, _ = offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"],
+    run, _ = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"],
                          ["dataset=labelfile", f"dataset.root={tmp_path / 'img'}", f"dataset.labels={tmp_path / 'labels.txt'}"])
     assert run["metrics"]["top1"] == 100.0
 
 
 def test_no_dump_dir_or_no_outputs_are_user_errors(tmp_path, sample_root):
     with pytest.raises(UserError, match="runtime.dump_dir=PATH"):
-        offline_run(tmp_path, sample_root, ["runtime=ascend"])
+        run_in_process(tmp_path, sample_root, ["runtime=ascend"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no output files named"):
-        offline_run(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={tmp_path / 'empty'}"])
+        run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={tmp_path / 'empty'}"])

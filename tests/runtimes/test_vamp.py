@@ -10,7 +10,7 @@ from evalkit.classes import imagenet1k
 from evalkit.errors import UserError
 
 from . import dumps
-from ..conftest import offline_run  # noqa: TID252
+from ..conftest import run_in_process  # noqa: TID252
 
 TOPK = [f"top{k}" for k in range(1, 6)]
 
@@ -25,7 +25,7 @@ def test_npz_outputs_pair_with_the_datalist_by_line_not_by_sorted_listing(ort_ru
     order = np.random.default_rng(0).permutation(len(predictions))  # vamp ran the datalist in another order
     ids = list(predictions["id"][order])
     folder, datalist = dumps.vamp(tmp_path / "output", [f"/npz/{i[:9]}/{i}.npz" for i in ids], logits[order])
-    run, got = offline_run(tmp_path, sample_root, ["runtime=vamp", f"runtime.output_dir={folder}", f"runtime.datalist={datalist}"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.output_dir={folder}", f"runtime.datalist={datalist}"])
     assert [run["metrics"][k] for k in TOPK] == [ort_run[0]["metrics"][k] for k in TOPK]
     assert (got["pred1"].values == predictions["pred1"].values).all()
 
@@ -33,7 +33,7 @@ def test_npz_outputs_pair_with_the_datalist_by_line_not_by_sorted_listing(ort_ru
 def test_result_txt_scores_by_class_id(ort_run, sample_root, tmp_path):
     _, predictions, logits = ort_run
     path = dumps.result_txt(tmp_path / "result.txt", image_paths(sample_root, predictions["id"]), logits)
-    run, got = offline_run(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={path}"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={path}"])
     assert [run["metrics"][k] for k in TOPK] == [ort_run[0]["metrics"][k] for k in TOPK]
 
 
@@ -49,7 +49,7 @@ def test_atm_and_the_two_cranes_are_scored_by_id(tmp_path, sample_root):
         row[pred] = 10
     path = dumps.result_txt(tmp_path / "result.txt", [f"/val/x/{n}.JPEG" for n in cases], logits)
     assert "class name: crane" in path.read_text() and imagenet1k().wnids[480] == "n02977058"
-    run, got = offline_run(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={path}"],
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={path}"],
                            ["dataset=labelfile", f"dataset.root={tmp_path / 'img'}", f"dataset.labels={tmp_path / 'labels.txt'}"])
     hits = dict(zip(got["id"], got["pred1"] == got["label"]))
     assert hits == {"atm": True, "crane_bird": False, "crane_machine": True}
@@ -61,7 +61,7 @@ def test_result_txt_appended_twice_is_a_duplicate(ort_run, sample_root, tmp_path
     dumps.result_txt(tmp_path / "result.txt", paths, logits)
     dumps.result_txt(tmp_path / "result.txt", paths[:1], logits[:1])  # a rerun appends
     with pytest.raises(UserError, match="1 images have more than one output"):
-        offline_run(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={tmp_path / 'result.txt'}"])
+        run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={tmp_path / 'result.txt'}"])
 
 
 def test_broken_npz_dumps(ort_run, sample_root, tmp_path):
@@ -73,16 +73,16 @@ def test_broken_npz_dumps(ort_run, sample_root, tmp_path):
     np.savez(folder / "output_000200.npz", output_0=np.zeros(1000))  # beyond the datalist
     args = ["runtime=vamp", f"runtime.output_dir={folder}", f"runtime.datalist={datalist}"]
     with pytest.raises(UserError, match=r"1 images have no output .*1 outputs are unusable .*no 'output_0'"):
-        offline_run(tmp_path, sample_root, args)
-    run, _ = offline_run(tmp_path, sample_root, [*args, "runtime.allow_missing=true"])
+        run_in_process(tmp_path, sample_root, args)
+    run, _ = run_in_process(tmp_path, sample_root, [*args, "runtime.allow_missing=true"])
     assert (run["dump"]["missing"], run["dump"]["unusable"], run["dump"]["extra"]) == (1, 1, 1)
     assert run["metrics"]["no_prediction"] == 2
 
 
 def test_vamp_needs_its_files(tmp_path, sample_root):
     with pytest.raises(UserError, match="runtime.output_dir=DIR and runtime.datalist=FILE"):
-        offline_run(tmp_path, sample_root, ["runtime=vamp"])
+        run_in_process(tmp_path, sample_root, ["runtime=vamp"])
     bad = tmp_path / "result.txt"
     bad.write_text("not a result line\n")
     with pytest.raises(UserError, match="not a result.txt line"):
-        offline_run(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={bad}"])
+        run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={bad}"])
