@@ -40,8 +40,16 @@ def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:
 
 
 def _task(cfg: DictConfig) -> None:
-    # Exit here, inside the job: an exception would make Hydra print its own error line first.
-    exit_on_user_error(lambda: evaluate(to_object(cfg)))
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # In a sweep the launcher collects each job's error and the sweep fails at the end (exit 2).
+        evaluate(to_object(cfg), sweep=Path(hydra_cfg.sweep.dir).name)
+    else:
+        # Exit here, inside the job: an exception would make Hydra print its own error line first.
+        exit_on_user_error(lambda: evaluate(to_object(cfg)))
 
 
 def main() -> None:

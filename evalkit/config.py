@@ -75,6 +75,9 @@ class DatasetConfig:
     limit: Optional[int] = None
     #: first N samples of each class (sorted by id)
     per_class: Optional[int] = None
+    #: evaluate the shard-th of num_shards contiguous blocks of the (subset) sample list
+    num_shards: int = 1
+    shard: int = 0
 
 
 @dataclass
@@ -82,6 +85,8 @@ class ResultsConfig:
     dir: str = "results"
     #: also store every image's full logits (logits.npy)
     save_logits: bool = False
+    #: the history index (SQLite) the gate and the comparison API query; "" = none
+    history: str = "${results.dir}/history.sqlite"
 
 
 @dataclass

@@ -36,6 +36,16 @@ def load(cfg: DatasetConfig) -> list[Sample]:
     return subset(samples, limit=cfg.limit, per_class=cfg.per_class)
 
 
+def shard(samples: list[Sample], num_shards: int, index: int) -> list[Sample]:
+    """The index-th of num_shards contiguous blocks (sizes differ by at most one); deterministic."""
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise UserError(f"dataset.shard={index} must be in 0..{num_shards - 1} (dataset.num_shards={num_shards})")
+    if num_shards > len(samples):
+        raise UserError(f"dataset.num_shards={num_shards} is more than the {len(samples)} images")
+    start = index * len(samples) // num_shards
+    return samples[start:(index + 1) * len(samples) // num_shards]
+
+
 def subset(samples: list[Sample], limit: int | None = None, per_class: int | None = None) -> list[Sample]:
     """First ``per_class`` of each class, then the first ``limit``; order by id is kept."""
     for name, value in (("per_class", per_class), ("limit", limit)):

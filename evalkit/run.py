@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 import evalkit
 import preprocess
 from evalkit import dataset as datasets
-from evalkit import pipeline, record, reference
+from evalkit import history, pipeline, record, reference
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir
 from evalkit.errors import UserError
@@ -55,11 +55,12 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
     return warnings
 
 
-def evaluate(cfg: Config) -> Path:
-    """The whole run; returns the run directory."""
+def evaluate(cfg: Config, sweep: str | None = None) -> Path:
+    """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
     recipe = preprocess.build(cfg.preprocess)
-    samples = datasets.load(cfg.dataset)
+    full = datasets.load(cfg.dataset)
+    samples = datasets.shard(full, cfg.dataset.num_shards, cfg.dataset.shard)
     classes = imagenet1k()
     print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
           f"dataset {cfg.dataset.name}: {len(samples)} images")
@@ -104,16 +105,21 @@ def evaluate(cfg: Config) -> Path:
                    "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
         "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
                     "n": len(samples), "list_fingerprint": datasets.fingerprint(samples),
-                    "content_fingerprint": outcome.content_fingerprint},
+                    "content_fingerprint": outcome.content_fingerprint,
+                    **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),
+                        "full_list_fingerprint": datasets.fingerprint(full)} if cfg.dataset.num_shards > 1 else {})},
         "reference": {"comparable": reference.comparable(result.metrics["n"]),
                       "rows": json.loads(table.to_json(orient="records"))},
         "timing": {"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
         "dump": dump,
+        "sweep": sweep,
         "warnings": warnings,
         "versions": record.versions(),
         "config": resolved,
     }
     run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
+    if cfg.results.history:
+        history.add(Path(cfg.results.history), run_dir)
     print(reference.format_table(result.metrics, table))
     print(f"run written to {run_dir}")
     return run_dir

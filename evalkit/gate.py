@@ -1,0 +1,217 @@
+"""The regression gate: exit 0 when every run passes, 1 when any fails, 2 on bad input.
+
+Each run is checked against (a) its published top-1, one-sided, for every reference that
+applies to its recipe, and (b) the last run of the same model, runtime, precision, recipe
+and sample list that passed the gate: a top-1 drop beyond tolerance, or more per-image
+top-1 changes than allowed, fails. Tolerances come per model/runtime/precision from the
+gate config. Writes a JUnit XML and a Markdown summary, and records each verdict.
+
+    python -m evalkit.gate --last-sweep --junit gate.xml --markdown gate.md
+    python -m evalkit.gate results/<run> results/<run> --config my-gate.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from evalkit import history, record
+from evalkit.errors import UserError
+
+
+@dataclass
+class Rule:
+    """Overrides for the runs whose model/runtime/precision match these patterns (fnmatch)."""
+
+    model: str = "*"
+    runtime: str = "*"
+    precision: str = "*"
+    tolerance: Optional[float] = None
+    drop: Optional[float] = None
+    max_flips: Optional[int] = None
+
+
+@dataclass
+class GateConfig:
+    #: points a run's top-1 may sit below a published reference
+    tolerance: float = 0.2
+    #: points a run's top-1 may sit below the last passing run
+    drop: float = 0.1
+    #: images whose top-1 prediction may differ from the last passing run
+    max_flips: int = 25
+    #: later rules win over earlier ones
+    rules: list[Rule] = field(default_factory=list)
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool | None  # None = not applicable (recorded, never a failure)
+    detail: str
+
+    def __post_init__(self) -> None:
+        self.passed = None if self.passed is None else bool(self.passed)  # numpy comparisons give numpy bools
+
+
+def load_config(path: Path | None) -> GateConfig:
+    text = (path.read_text() if path else
+            resources.files("conf").joinpath("gate/default.yaml").read_text())
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GateConfig), OmegaConf.create(text)))
+    except Exception as e:  # OmegaConf's validation errors name the key
+        raise UserError(f"gate config {path or 'default'}: {e}") from e
+
+
+def limits(cfg: GateConfig, model: str, runtime: str, precision: str) -> dict[str, float]:
+    found = {"tolerance": cfg.tolerance, "drop": cfg.drop, "max_flips": cfg.max_flips}
+    for rule in cfg.rules:
+        if all(fnmatch.fnmatch(v, p) for v, p in ((model, rule.model), (runtime, rule.runtime), (precision, rule.precision))):
+            found.update({k: getattr(rule, k) for k in found if getattr(rule, k) is not None})
+    return found
+
+
+def baseline(runs: pd.DataFrame, run: dict[str, Any]) -> pd.Series | None:
+    """The latest earlier run of the same model/runtime/precision/recipe/sample list that passed the gate."""
+    r = history.row(run, Path("."))
+    same = runs[(runs["model"] == r["model"]) & (runs["runtime"] == r["runtime"]) & (runs["precision"] == r["precision"])
+                & (runs["recipe_fingerprint"] == r["recipe_fingerprint"])
+                & (runs["list_fingerprint"] == r["list_fingerprint"]) & (runs["id"] != r["id"])
+                & (runs["created"] < r["created"]) & (runs["passed"] == 1)]
+    return None if same.empty else same.iloc[-1]
+
+
+def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[dict[str, Any], list[Check]]:
+    run = record.load(run_dir)
+    top1, precision = run["metrics"]["top1"], run["runtime"].get("precision", "fp32")
+    lim = limits(cfg, run["model"]["name"], run["runtime"]["name"], precision)
+    checks = []
+    applicable = [r for r in run["reference"]["rows"] if r["status"] == "ok"]
+    for ref in applicable:
+        ok = top1 >= ref["ref_top1"] - lim["tolerance"]
+        checks.append(Check(f"reference {ref['source']}", ok,
+                            f"top-1 {top1:.3f} vs published {ref['ref_top1']:.3f} (tolerance {lim['tolerance']:g}, "
+                            f"n={run['metrics']['n']})"))
+    if not applicable:
+        checks.append(Check("reference", None, "no published number applies to this recipe"))
+    base = baseline(runs, run)
+    if base is None:
+        checks.append(Check("history", None, "no earlier passing run of this model/runtime/recipe/sample list"))
+    else:
+        drop = base["top1"] - top1
+        checks.append(Check("history top-1", drop <= lim["drop"] + 1e-9,
+                            f"top-1 {top1:.3f} vs {base['top1']:.3f} in run {base['id']} (drop allowed {lim['drop']:g})"))
+        ours = pd.read_csv(run_dir / "predictions.csv").set_index("id")["pred1"]
+        theirs = pd.read_csv(Path(base["path"]) / "predictions.csv").set_index("id")["pred1"]
+        flips = int((ours != theirs.reindex(ours.index)).sum())
+        checks.append(Check("history flips", flips <= lim["max_flips"],
+                            f"{flips} images changed top-1 since run {base['id']} (allowed {lim['max_flips']})"))
+    return run, checks
+
+
+def junit(results: list[tuple[dict, list[Check]]], path: Path) -> None:
+    cases = [(run, c) for run, checks in results for c in checks]
+    suite = ET.Element("testsuite", name="evalkit.gate", tests=str(len(cases)),
+                       failures=str(sum(c.passed is False for _, c in cases)),
+                       skipped=str(sum(c.passed is None for _, c in cases)))
+    for run, c in cases:
+        case = ET.SubElement(suite, "testcase", name=c.name, classname=(
+            f"{run['model']['name']}.{run['runtime']['name']}.{run['runtime'].get('precision', 'fp32')}"))
+        if c.passed is False:
+            ET.SubElement(case, "failure", message=c.detail).text = f"run {run['id']}: {c.detail}"
+        elif c.passed is None:
+            ET.SubElement(case, "skipped", message=c.detail)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def markdown(results: list[tuple[dict, list[Check]]]) -> str:
+    lines = ["| model | runtime | precision | top-1 | check | result | detail |", "|---|---|---|---|---|---|---|"]
+    for run, checks in results:
+        for c in checks:
+            result = {True: "pass", False: "**FAIL**", None: "n/a"}[c.passed]
+            lines.append(f"| {run['model']['name']} | {run['runtime']['name']} | {run['runtime'].get('precision', 'fp32')} "
+                         f"| {run['metrics']['top1']:.3f} | {c.name} | {result} | {c.detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def gate(run_dirs: list[Path], db: Path, cfg: GateConfig) -> list[tuple[dict, list[Check]]]:
+    runs = history.runs(db)
+    results = []
+    checked = datetime.now(timezone.utc).isoformat()
+    for run_dir in run_dirs:
+        run, checks = check(run_dir, runs, cfg)
+        passed = all(c.passed is not False for c in checks)
+        history.add_verdict(db, run_dir, {"run_id": run["id"], "checked": checked, "passed": passed,
+                                          "checks": [c.__dict__ for c in checks]})
+        results.append((run, checks))
+    return results
+
+
+def _select(args: argparse.Namespace, db: Path) -> list[Path]:
+    if args.runs:
+        dirs = [Path(d) for d in args.runs]
+        for d in dirs:
+            if not (d / "run.json").is_file():
+                raise UserError(f"{d}: not a run directory (no run.json)")
+        return dirs
+    runs = history.runs(db)
+    runs = runs[runs["shard"].isna()]
+    sweep = args.sweep
+    if args.last_sweep:
+        sweeps = runs["sweep"].dropna()
+        if sweeps.empty:
+            raise UserError(f"no sweep in the history {db}; run one with python -m evalkit -m ...")
+        sweep = sweeps.iloc[-1]
+    if sweep is None:
+        raise UserError("name the runs: run directories, --sweep ID or --last-sweep")
+    chosen = runs[runs["sweep"] == sweep]
+    if chosen.empty:
+        raise UserError(f"no runs of sweep {sweep!r} in {db}")
+    return [Path(p) for p in chosen["path"]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from evalkit.cli import exit_on_user_error
+
+    parser = argparse.ArgumentParser(prog="python -m evalkit.gate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="*", help="run directories (default: pick with --sweep / --last-sweep)")
+    parser.add_argument("--results", default="results", help="the results directory holding history.sqlite")
+    parser.add_argument("--sweep", help="gate the runs of this sweep")
+    parser.add_argument("--last-sweep", action="store_true", help="gate the runs of the latest sweep")
+    parser.add_argument("--config", help="gate tolerances (YAML); default conf/gate/default.yaml")
+    parser.add_argument("--junit", help="write a JUnit XML report here")
+    parser.add_argument("--markdown", help="write a Markdown summary here")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        db = Path(args.results) / "history.sqlite"
+        if args.config and not Path(args.config).is_file():
+            raise UserError(f"--config {args.config}: no such file")
+        cfg = load_config(Path(args.config) if args.config else None)
+        results = gate(_select(args, db), db, cfg)
+        summary = markdown(results)
+        print(summary)
+        if args.junit:
+            junit(results, Path(args.junit))
+        if args.markdown:
+            Path(args.markdown).write_text(summary)
+        failed = [run["id"] for run, checks in results if any(c.passed is False for c in checks)]
+        print(f"gate: {len(results) - len(failed)} of {len(results)} runs pass" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        return 1 if failed else 0
+
+    sys.exit(exit_on_user_error(run))
+
+
+if __name__ == "__main__":
+    main()

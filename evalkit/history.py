@@ -1,0 +1,148 @@
+"""The history index: one SQLite row per run, derived from the run directories (rebuildable).
+
+Every run adds itself when its directory has landed; the gate adds its verdicts (also kept
+as ``gate-*.json`` files in the run directories, so a rebuild restores them). SQLite's
+locking makes concurrent writers of a sweep safe.
+
+    python -m evalkit.history rebuild [--results results]
+    python -m evalkit.history list [--results results]
+    python -m evalkit.history plot --out trend.png [--results results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit.errors import UserError
+
+COLUMNS = ["id", "path", "created", "model", "source", "runtime", "precision", "recipe_fingerprint", "dataset",
+           "list_fingerprint", "n", "top1", "top2", "top3", "top4", "top5", "sweep", "shard"]
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs ({", ".join(c + (" TEXT PRIMARY KEY" if c == "id" else "") for c in COLUMNS)});
+CREATE TABLE IF NOT EXISTS verdicts (run_id TEXT, checked TEXT, passed INTEGER, report TEXT,
+                                     PRIMARY KEY (run_id, checked));
+"""
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # SQLite's default rollback journal with a busy timeout serialises writers; WAL's mode switch would
+    # return "database is locked" to a second process creating the file at the same moment.
+    conn = sqlite3.connect(db, timeout=120)
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def row(run: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The index row of a run.json."""
+    m, ds = run["metrics"], run["dataset"]
+    shard = ds.get("shard")
+    return {"id": run["id"], "path": str(path.resolve()), "created": run["created"], "model": run["model"]["name"],
+            "source": run["model"].get("source"), "runtime": run["runtime"]["name"],
+            "precision": run["runtime"].get("precision", "fp32"), "recipe_fingerprint": run["recipe"]["fingerprint"],
+            "dataset": ds["name"], "list_fingerprint": ds["list_fingerprint"], "n": m["n"],
+            **{f"top{k}": m[f"top{k}"] for k in range(1, 6)}, "sweep": run.get("sweep"),
+            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
+
+
+def add(db: Path, run_dir: Path) -> None:
+    run = json.loads((run_dir / "run.json").read_text())
+    with closing(connect(db)) as conn, conn:
+        r = row(run, run_dir)
+        conn.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(COLUMNS))})", [r[c] for c in COLUMNS])
+        for verdict in sorted(run_dir.glob("gate-*.json")):
+            v = json.loads(verdict.read_text())
+            conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                         (run["id"], v["checked"], int(v["passed"]), json.dumps(v)))
+
+
+def add_verdict(db: Path, run_dir: Path, verdict: dict[str, Any]) -> None:
+    """Keep the gate's verdict with the run (a file) and in the index."""
+    (run_dir / f"gate-{verdict['checked'].replace(':', '')}.json").write_text(json.dumps(verdict, indent=2))
+    with closing(connect(db)) as conn, conn:
+        conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                     (verdict["run_id"], verdict["checked"], int(verdict["passed"]), json.dumps(verdict)))
+
+
+def rebuild(results: Path, db: Path) -> int:
+    """Recreate the index from the run directories under ``results``; returns the number of runs."""
+    if db.exists():
+        db.unlink()
+    runs = sorted(p.parent for p in results.glob("*/run.json") if not p.parent.name.startswith("."))
+    for run_dir in runs:
+        add(db, run_dir)
+    return len(runs)
+
+
+def runs(db: Path) -> pd.DataFrame:
+    """All runs, oldest first, with ``passed`` = the latest gate verdict (NaN where never gated)."""
+    if not db.is_file():
+        return pd.DataFrame(columns=[*COLUMNS, "passed"])
+    with closing(connect(db)) as conn:
+        return pd.read_sql_query(
+            """SELECT r.*, (SELECT passed FROM verdicts v WHERE v.run_id = r.id ORDER BY checked DESC LIMIT 1) AS passed
+               FROM runs r ORDER BY created""", conn)
+
+
+def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
+    """Top-1 over time, one line per model/runtime/precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = frame[frame["shard"].isna()].copy()
+    if frame.empty:
+        raise UserError("no runs in the history to plot")
+    frame["created"] = pd.to_datetime(frame["created"])
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for (model, runtime, precision), group in frame.groupby(["model", "runtime", "precision"]):
+        ax.plot(group["created"], group["top1"], marker="o", label=f"{model} / {runtime} {precision}")
+    ax.set_xlabel("run")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title("top-1 per model and runtime over time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from evalkit.cli import exit_on_user_error
+
+    parser = argparse.ArgumentParser(prog="python -m evalkit.history", description="The index of all runs.")
+    parser.add_argument("action", choices=["rebuild", "list", "plot"])
+    parser.add_argument("--results", default="results", help="the results directory (default: results)")
+    parser.add_argument("--db", help="the index file (default: <results>/history.sqlite)")
+    parser.add_argument("--out", default="trend.png", help="plot: the PNG to write")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        results = Path(args.results)
+        if not results.is_dir():
+            raise UserError(f"--results {results}: no such folder")
+        db = Path(args.db) if args.db else results / "history.sqlite"
+        if args.action == "rebuild":
+            print(f"{rebuild(results, db)} runs indexed in {db}")
+        elif args.action == "list":
+            cols = ["created", "model", "runtime", "precision", "dataset", "n", "top1", "top5", "passed", "id"]
+            print(runs(db)[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        else:
+            print(f"wrote {plot_trend(runs(db), Path(args.out))}")
+
+    exit_on_user_error(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Sharded runs merge to exactly the unsharded run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from evalkit.config import compose
+from evalkit.errors import UserError
+from evalkit.merge import merge
+from evalkit.run import evaluate
+
+
+def run(lite0_onnx, sample_root, results, *extra):
+    return evaluate(compose([f"model.onnx={lite0_onnx}", "dataset=imagefolder", f"dataset.root={sample_root}",
+                             f"results.dir={results}", "results.save_logits=true", "progress=false", *extra]))
+
+
+def test_three_shards_merge_to_the_unsharded_metrics_and_predictions(sample_root, lite0_onnx, tmp_path):
+    whole = run(lite0_onnx, sample_root, tmp_path / "whole")
+    shards = [run(lite0_onnx, sample_root, tmp_path / "shards", "dataset.num_shards=3", f"dataset.shard={i}")
+              for i in (2, 0, 1)]
+    sizes = [json.loads((s / "run.json").read_text())["metrics"]["n"] for s in shards]
+    assert sorted(sizes) == [66, 67, 67]
+    merged = merge(shards, tmp_path / "shards", tmp_path / "shards" / "history.sqlite")
+    a, b = (json.loads((d / "run.json").read_text()) for d in (whole, merged))
+    assert a["metrics"] == b["metrics"]
+    assert pd.read_csv(whole / "predictions.csv").equals(pd.read_csv(merged / "predictions.csv"))
+    assert pd.read_csv(whole / "per_class.csv").equals(pd.read_csv(merged / "per_class.csv"))
+    assert a["dataset"]["list_fingerprint"] == b["dataset"]["list_fingerprint"]
+    assert len(b["merged_from"]) == 3
+
+
+def test_incomplete_or_mixed_shards_are_refused(sample_root, lite0_onnx, tmp_path):
+    shards = [run(lite0_onnx, sample_root, tmp_path / "r", "dataset.num_shards=2", f"dataset.shard={i}", "dataset.limit=10")
+              for i in (0, 1)]
+    with pytest.raises(UserError, match=r"need shards 0..1 once each"):
+        merge(shards[:1], tmp_path / "r", None)
+    other = run(lite0_onnx, sample_root, tmp_path / "r", "dataset.num_shards=2", "dataset.shard=1", "dataset.limit=12")
+    with pytest.raises(UserError, match="sample list they were cut from"):
+        merge([shards[0], other], tmp_path / "r", None)
+
+
+def test_shard_index_out_of_range_is_a_user_error(sample_root, lite0_onnx, tmp_path):
+    with pytest.raises(UserError, match="dataset.shard=3 must be in 0..2"):
+        run(lite0_onnx, sample_root, tmp_path / "r", "dataset.num_shards=3", "dataset.shard=3")
