@@ -92,6 +92,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     finally:
         runtime.close()
     result = outcome.scorer.result()
+    result.predictions.insert(2, "path", [str(s.path) for s in samples])
     table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params))
     run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
     run = {
