@@ -90,14 +90,22 @@ class ResultsConfig:
 
 
 @dataclass
+class CacheConfig:
+    #: keep the recipe's pixels on disk so later runs with the same recipe and images skip decoding
+    enabled: bool = True
+    dir: str = "${cache_dir}/tensors"
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     preprocess: Any = MISSING
     runtime: Any = MISSING
     dataset: DatasetConfig = MISSING
     results: ResultsConfig = field(default_factory=ResultsConfig)
-    #: decode/resize threads; 0 = one per CPU core
+    #: decode/resize worker processes; 0 = one per CPU core
     workers: int = 0
+    cache: CacheConfig = field(default_factory=CacheConfig)
     progress: bool = True
     cache_dir: str = "${oc.env:EVALKIT_CACHE,${oc.env:HOME}/.cache/evalkit}"
 
@@ -142,7 +150,7 @@ def to_object(cfg: Any) -> Config:
     Keys added with ``+key=value`` that a schema does not have are an error, not dropped.
     """
     obj = OmegaConf.to_object(cfg)
-    for section in ("model", "preprocess", "runtime", "dataset", "results"):
+    for section in ("model", "preprocess", "runtime", "dataset", "results", "cache"):
         known = {f.name for f in dataclasses.fields(getattr(obj, section))}
         unknown = sorted(set(cfg[section].keys()) - known)
         if unknown:

@@ -51,6 +51,8 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     scorer.update_topk(list(predictions["id"]), predictions["label"].to_numpy(),
                        predictions[[f"pred{k}" for k in range(1, K + 1)]].to_numpy())
     result = scorer.result()
+    if "path" in predictions:
+        result.predictions.insert(2, "path", predictions["path"])
     result.metrics["background_class"] = runs[0]["metrics"]["background_class"]
     logits = ([np.load(d / "logits.npy") for d in run_dirs] if all((d / "logits.npy").is_file() for d in run_dirs)
               else None)

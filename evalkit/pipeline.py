@@ -1,16 +1,20 @@
-"""Samples -> recipe -> batches -> runtime -> scorer, with decoding in a thread pool.
+"""Samples -> recipe -> batches -> runtime -> scorer.
 
-PIL releases the GIL while it decodes and resamples, so threads overlap image work with
-inference; results stay in sample order and at most a few batches are in flight.
+Online runtimes: worker processes decode and prepare images into the tensor cache while
+the runtime scores finished batches in sample order; a helper thread normalises the next
+batch during inference. Offline runtimes: the device's outputs, matched by file name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import tempfile
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -20,6 +24,8 @@ from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.runtime import BadOutput, OfflineRuntime, Runtime
 from evalkit.scoring import K, Scorer
+from evalkit.tensorcache import TensorCache
+from preprocess import Recipe
 
 
 @dataclass
@@ -61,37 +67,84 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def evaluate(samples: list[Sample], fn: Callable[[bytes], np.ndarray], runtime: Runtime, batch_size: int,
-             num_classes: int, workers: int = 0, progress: bool = True, keep_logits: bool = False) -> Outcome:
-    """Run every sample through ``fn`` and ``runtime`` and score it."""
-    workers = workers or default_workers()
-    scorer = Scorer(num_classes)
-    content = hashlib.sha256()
-    kept: list[np.ndarray] = []
-    arrays: list[np.ndarray] = []
-    batch: list[Sample] = []
-    bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
-
-    def flush() -> None:
-        logits = runtime(np.stack(arrays))
-        scorer.update([s.id for s in batch], np.array([s.label for s in batch]), logits)
-        if keep_logits:
-            kept.append(np.asarray(logits, dtype=np.float32))
-        bar.update(len(batch))
-        arrays.clear()
-        batch.clear()
-
+def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
+               items: list[tuple[int, str]]) -> list[tuple[int, tuple[int, int], bytes]]:
+    """In a worker process: decode and prepare images, write their pixels into the cache file."""
+    fd = os.open(data_file, os.O_WRONLY)
     try:
-        for sample, (array, digest) in zip(samples, ordered(samples, fn, workers, ahead=2 * batch_size + workers)):
-            content.update(f"{sample.id}\t{sample.label}\t".encode() + digest)
-            arrays.append(array)
-            batch.append(sample)
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
+        made = []
+        for index, path in items:
+            try:
+                stat = TensorCache.file_stat(Path(path))
+                data = Path(path).read_bytes()
+            except OSError as e:
+                raise UserError(f"cannot read {path}: {e.strerror}") from e
+            try:
+                pixels = np.ascontiguousarray(pixels_fn(data), dtype=np.uint8)
+            except UserError as e:
+                raise UserError(f"{path}: {e}; remove or replace the file") from e
+            if pixels.shape != shape:
+                raise AssertionError(f"recipe made {pixels.shape} for {path}, expected {shape}")
+            os.pwrite(fd, pixels.tobytes(), index * row_bytes)
+            made.append((index, stat, hashlib.sha256(data).digest()))
+        return made
+    finally:
+        os.close(fd)
+
+
+def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, num_classes: int,
+             workers: int = 0, progress: bool = True, keep_logits: bool = False,
+             cache_dir: Path | None = None) -> Outcome:
+    """Decode in worker processes into the tensor cache, while the runtime scores finished batches in order.
+
+    ``cache_dir`` None uses a temporary cache removed at the end; rows already in the cache are not decoded.
+    """
+    temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
+    cache = TensorCache(Path(temporary.name) if temporary else cache_dir, recipe, samples)
+    todo = cache.missing(samples)
+    workers = workers or default_workers()
+    chunk = max(1, min(8, batch_size // workers or 1))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) if todo else None
+    pending: deque = deque()
+    for start in range(0, len(todo), chunk):
+        items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
+        pending.append((items[-1][0], pool.submit(_make_rows, str(cache.data), cache.row_bytes, cache.shape,
+                                                  recipe.pixels_fn, items)))
+    reader = os.open(cache.data, os.O_RDONLY)
+
+    def prepare(lo: int, hi: int) -> np.ndarray:
+        """The normalised batch of rows lo..hi-1, once the workers have made them (runs in a helper thread)."""
+        while pending and pending[0][0] < hi:
+            for index, stat, digest in pending.popleft()[1].result():
+                cache.mark(index, stat, digest)
+        return np.stack([recipe.normalize(cache.read(reader, i)) for i in range(lo, hi)])
+
+    scorer, kept = Scorer(num_classes), []
+    bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
+    bounds = [(lo, min(lo + batch_size, len(samples))) for lo in range(0, len(samples), batch_size)]
+    try:
+        with ThreadPoolExecutor(1) as helper:
+            upcoming = helper.submit(prepare, *bounds[0]) if bounds else None
+            for k, (lo, hi) in enumerate(bounds):
+                batch = upcoming.result()
+                upcoming = helper.submit(prepare, *bounds[k + 1]) if k + 1 < len(bounds) else None
+                logits = runtime(batch)
+                scorer.update([s.id for s in samples[lo:hi]], np.array([s.label for s in samples[lo:hi]]), logits)
+                if keep_logits:
+                    kept.append(np.asarray(logits, dtype=np.float32))
+                bar.update(hi - lo)
     finally:
         bar.close()
+        os.close(reader)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if temporary:
+            temporary.cleanup()
+        else:
+            cache.save()
+    content = hashlib.sha256()
+    for s, digest in zip(samples, cache.digest):
+        content.update(f"{s.id}\t{s.label}\t".encode() + digest.tobytes())
     return Outcome(scorer, content.hexdigest()[:16], np.concatenate(kept) if keep_logits else None)
 
 

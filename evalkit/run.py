@@ -82,9 +82,10 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
-            outcome = pipeline.evaluate(samples, recipe.fn, runtime, extra["batch_size"], len(classes),
+            outcome = pipeline.evaluate(samples, recipe, runtime, extra["batch_size"], len(classes),
                                         workers=cfg.workers, progress=cfg.progress,
-                                        keep_logits=cfg.results.save_logits)
+                                        keep_logits=cfg.results.save_logits,
+                                        cache_dir=Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None)
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)

@@ -2,9 +2,13 @@
 
 A family module defines
 - ``Params``: a dataclass of the recipe's parameters (its ``family`` field names the module),
-- ``transform(data, params)``: encoded image bytes -> float32 CHW array, a pure function,
-- ``output_shape(params)``: the (C, H, W) that ``transform`` returns,
+- ``pixels(data, params)``: encoded image bytes -> the resized, cropped uint8 HWC image, a pure function,
+- ``normalize(pixels, params)``: that image -> the float32 CHW array the model takes,
+- ``output_shape(params)``: the (C, H, W) that ``normalize`` returns,
 - ``LIBRARIES``: the distributions whose versions can change the pixels.
+
+The split lets the tensor cache keep uint8 pixels (a quarter of float32) while every
+recipe stays bit-exact: ``normalize`` is deterministic arithmetic on those pixels.
 """
 
 from __future__ import annotations
@@ -69,10 +73,19 @@ class Recipe:
 
     @property
     def fn(self) -> Callable[[bytes], np.ndarray]:
-        return partial(self.module.transform, params=self.params)
+        """bytes -> float32 CHW, picklable (for worker processes)."""
+        return partial(transform, params=self.params)
+
+    @property
+    def pixels_fn(self) -> Callable[[bytes], np.ndarray]:
+        """bytes -> uint8 HWC pixels, picklable."""
+        return partial(self.module.pixels, params=self.params)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        return self.module.normalize(pixels, self.params)
 
     def __call__(self, data: bytes) -> np.ndarray:
-        return self.module.transform(data, self.params)
+        return transform(data, self.params)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -94,6 +107,12 @@ class Recipe:
         lines.append("  libraries: " + ", ".join(f"{k} {v}" for k, v in self.libraries.items()))
         lines.append(f"  fingerprint: {self.fingerprint}")
         return "\n".join(lines)
+
+
+def transform(data: bytes, params: Any) -> np.ndarray:
+    """The whole recipe: pixels, then normalize."""
+    module = importlib.import_module(f"{__name__}.{params.family}")
+    return module.normalize(module.pixels(data, params), params)
 
 
 def build(params: Any) -> Recipe:

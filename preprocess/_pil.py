@@ -48,9 +48,9 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def to_chw_01(img: Image.Image, mean: list[float], std: list[float]) -> np.ndarray:
-    """torchvision ``ToTensor`` + ``Normalize`` in float32: (x / 255 - mean) / std, CHW."""
-    x = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+def to_chw_01(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """torchvision ``ToTensor`` + ``Normalize`` in float32: (x / 255 - mean) / std, CHW, from uint8 HWC RGB."""
+    x = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
     m = np.asarray(mean, dtype=np.float32)[:, None, None]
     s = np.asarray(std, dtype=np.float32)[:, None, None]
     return (x - m) / s

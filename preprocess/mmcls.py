@@ -74,22 +74,22 @@ def center_crop(img: np.ndarray, p: Params) -> np.ndarray:
     return img
 
 
-def normalize(img: np.ndarray, p: Params) -> np.ndarray:
-    """``mmcv.imnormalize``: float32 image, float64 mean and 1/std applied by cv2."""
+def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
+    """``mmcv.imnormalize`` (float32 image, float64 mean and 1/std applied by cv2, BGR to RGB), then CHW."""
     cv2 = _cv2.cv2()
-    img = img.astype(np.float32)
-    mean = np.float64(np.asarray(p.mean).reshape(1, -1))
-    stdinv = 1 / np.float64(np.asarray(p.std).reshape(1, -1))
-    if p.to_rgb:
+    img = pixels.astype(np.float32)
+    mean = np.float64(np.asarray(params.mean).reshape(1, -1))
+    stdinv = 1 / np.float64(np.asarray(params.std).reshape(1, -1))
+    if params.to_rgb:
         cv2.cvtColor(img, cv2.COLOR_BGR2RGB, img)
     cv2.subtract(img, mean, img)
     cv2.multiply(img, stdinv, img)
-    return img
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
-def transform(data: bytes, params: Params) -> np.ndarray:
+def pixels(data: bytes, params: Params) -> np.ndarray:
+    """The cropped BGR image (uint8 HWC), as mmcls holds it before Normalize."""
     img = _cv2.decode_bgr(data)
     if not params.efficientnet_style:
         img = resize_short(img, params)
-    img = center_crop(img, params)
-    return np.ascontiguousarray(normalize(img, params).transpose(2, 0, 1))
+    return center_crop(img, params)

@@ -41,14 +41,18 @@ def resized_size(width: int, height: int, p: Params) -> tuple[int, int]:
     return int(round(width * percent)), int(round(height * percent))
 
 
-def transform(data: bytes, params: Params) -> np.ndarray:
+def pixels(data: bytes, params: Params) -> np.ndarray:
     img = _cv2.decode_bgr(data)[:, :, ::-1]
     h, w = img.shape[:2]
     img = _cv2.resize(img, *resized_size(w, h, params), params.interpolation)
     h, w = img.shape[:2]
     top, left = (h - params.crop) // 2, (w - params.crop) // 2
-    img = img[top:top + params.crop, left:left + params.crop, :]
+    return img[top:top + params.crop, left:left + params.crop, :]
+
+
+def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
+    """NormalizeImage ``(x * scale - mean) / std`` in float32, then the dataset's HWC -> CHW."""
     mean = np.array(params.mean).reshape((1, 1, 3)).astype("float32")
     std = np.array(params.std).reshape((1, 1, 3)).astype("float32")
-    img = (img.astype("float32") * np.float32(params.scale) - mean) / std
+    img = (pixels.astype("float32") * np.float32(params.scale) - mean) / std
     return np.ascontiguousarray(img.transpose((2, 0, 1)))

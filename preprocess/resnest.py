@@ -45,8 +45,11 @@ def crop_box(width: int, height: int, p: Params) -> tuple[float, float, float, f
     return (left, top, left + crop, top + crop)
 
 
-def transform(data: bytes, params: Params) -> np.ndarray:
+def pixels(data: bytes, params: Params) -> np.ndarray:
     img = _pil.open_rgb(data)
     img = img.crop(crop_box(*img.size, params))
-    img = img.resize((params.size, params.size), params.interpolation.value)
-    return _pil.to_chw_01(img, params.mean, params.std)
+    return np.asarray(img.resize((params.size, params.size), params.interpolation.value))
+
+
+def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
+    return _pil.to_chw_01(pixels, params.mean, params.std)

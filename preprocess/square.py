@@ -53,7 +53,7 @@ def output_shape(p: Params) -> tuple[int, int, int]:
     return (3, p.crop, p.crop)
 
 
-def transform(data: bytes, params: Params) -> np.ndarray:
+def pixels(data: bytes, params: Params) -> np.ndarray:
     s = params.resize
     if params.decoder == "cv2":
         rgb = np.ascontiguousarray(_cv2.decode_bgr(data)[:, :, ::-1])
@@ -66,8 +66,11 @@ def transform(data: bytes, params: Params) -> np.ndarray:
 
         rgb = np.asarray(Image.fromarray(rgb).resize((s, s), params.interpolation.value))
     o, c = params.crop_offset(), params.crop
-    rgb = rgb[o:o + c, o:o + c]
+    return rgb[o:o + c, o:o + c]
+
+
+def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     mean = np.asarray(params.mean, dtype=np.float32)
     std = np.asarray(params.std, dtype=np.float32)
-    x = (rgb.astype(np.float32) * np.float32(params.scale) - mean) / std
+    x = (pixels.astype(np.float32) * np.float32(params.scale) - mean) / std
     return np.ascontiguousarray(x.transpose(2, 0, 1))

@@ -42,8 +42,11 @@ def output_shape(p: Params) -> tuple[int, int, int]:
     return (3, p.size, p.size)
 
 
-def transform(data: bytes, params: Params) -> np.ndarray:
+def pixels(data: bytes, params: Params) -> np.ndarray:
     img = _pil.open_rgb(data)
     img = _pil.resize_shorter(img, scale_size(params), params.interpolation)
-    img = _pil.center_crop(img, params.size)
-    return _pil.to_chw_01(img, params.mean, params.std)
+    return np.asarray(_pil.center_crop(img, params.size))
+
+
+def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
+    return _pil.to_chw_01(pixels, params.mean, params.std)

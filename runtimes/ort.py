@@ -26,6 +26,8 @@ class Options:
     #: 0 lets onnxruntime choose (one per physical core)
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    #: idle ORT threads spin-wait by default; off leaves the cores to the decode workers between batches
+    allow_spinning: bool = False
 
 
 def _dim(d: Any) -> int | None:
@@ -79,6 +81,7 @@ def open(options: Options, context: Context) -> OrtRuntime:
     so.intra_op_num_threads = options.intra_op_threads
     so.inter_op_num_threads = options.inter_op_threads
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
     try:
         session = ort.InferenceSession(path, so, providers=list(options.providers))
     except Exception as e:  # onnxruntime raises its own pybind types for unreadable models

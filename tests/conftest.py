@@ -26,10 +26,12 @@ def sample_root() -> Path:
     return SAMPLE
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory) -> Path:
-    """One evalkit cache for the whole session, so the demo model is exported once."""
-    return tmp_path_factory.mktemp("evalkit-cache")
+    """One evalkit cache (exported models, tensor cache) for the whole session, outside the user's own."""
+    path = tmp_path_factory.mktemp("evalkit-cache")
+    os.environ["EVALKIT_CACHE"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

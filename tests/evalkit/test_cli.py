@@ -15,7 +15,7 @@ from ..conftest import run_cli, tiny_onnx  # noqa: TID252
 
 
 def load_run(results: Path) -> tuple[dict, pd.DataFrame]:
-    (run_dir,) = [p for p in results.iterdir()]
+    (run_dir,) = [p.parent for p in results.glob("*/run.json")]
     return json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "predictions.csv")
 
 
@@ -162,6 +162,6 @@ def test_1001_class_model_is_scored_on_the_shifted_classes(tmp_path):
     assert out.returncode == 0, out.stderr
     run, predictions = load_run(tmp_path / "r")
     assert run["metrics"]["background_class"] is True
-    logits = np.load(next((tmp_path / "r").iterdir()) / "logits.npy")
+    logits = np.load(next((tmp_path / "r").glob("*/logits.npy")))
     assert logits.shape == (3, 1001)
     assert list(predictions["pred1"]) == list(logits[:, 1:].argmax(1))
