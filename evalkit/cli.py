@@ -21,13 +21,20 @@ from evalkit.run import evaluate
 
 
 def exit_on_user_error(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; a user error or a config error is one message on stderr and exit code 2."""
+    """Run ``fn``; a user error or a config error is one message on stderr and exit code 2.
+
+    Ctrl-C stops with exit code 130 and says how to continue.
+    """
     try:
         return fn()
     except UserError as e:
         print(f"evalkit: error: {e}", file=sys.stderr)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"evalkit: config error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("evalkit: interrupted; the images scored so far are kept: "
+              "run the same command with resume=true to finish the rest", file=sys.stderr)
+        sys.exit(130)
     sys.exit(2)
 
 

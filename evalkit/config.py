@@ -78,6 +78,8 @@ class DatasetConfig:
     #: evaluate the shard-th of num_shards contiguous blocks of the (subset) sample list
     num_shards: int = 1
     shard: int = 0
+    #: an image that cannot be decoded: "fail" the run (default) or "count_wrong" and list it in the run
+    bad_images: str = "fail"
 
 
 @dataclass
@@ -85,6 +87,8 @@ class ResultsConfig:
     dir: str = "results"
     #: also store every image's full logits (logits.npy)
     save_logits: bool = False
+    #: seconds between saves of the finished images (what resume=true continues from)
+    checkpoint_s: float = 5.0
     #: the history index (SQLite) the gate and the comparison API query; "" = none
     history: str = "${results.dir}/history.sqlite"
 
@@ -107,6 +111,8 @@ class Config:
     workers: int = 0
     cache: CacheConfig = field(default_factory=CacheConfig)
     progress: bool = True
+    #: continue an interrupted run of the same configuration: only the images it had not scored
+    resume: bool = False
     cache_dir: str = "${oc.env:EVALKIT_CACHE,${oc.env:HOME}/.cache/evalkit}"
 
 

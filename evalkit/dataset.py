@@ -6,6 +6,7 @@ Labels are 0-based indices in the sorted-wnid order (see ``evalkit.classes``).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,10 @@ def _parse_label(text: str, where: str) -> int:
     return label
 
 
-def _parse_lines(lines: list[str], base: Path, source: str) -> list[Sample]:
+def _parse_lines(lines: list[str], base: Path, source: str, confine: bool = True) -> list[Sample]:
+    """``path label`` lines; with ``confine`` a path may not leave ``base`` (no ``../``, no absolute paths)."""
     samples = []
+    root = Path(os.path.abspath(base))  # lexical: symlinked images inside the root stay allowed
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -120,6 +123,8 @@ def _parse_lines(lines: list[str], base: Path, source: str) -> list[Sample]:
         if len(parts) != 2:
             raise UserError(f"{where}: expected 'path label', got {line.strip()!r}")
         path = (base / parts[0]).expanduser()
+        if confine and not Path(os.path.abspath(path)).is_relative_to(root):
+            raise UserError(f"{where}: {parts[0]} points outside the dataset root {root}")
         if not path.is_file():
             raise UserError(f"{where}: image {path} does not exist; check dataset.root and the label file's paths")
         samples.append(Sample(path.stem, path, _parse_label(parts[1], where)))
@@ -142,7 +147,7 @@ def _labelfile(cfg: DatasetConfig) -> list[Sample]:
 
 
 def _files(cfg: DatasetConfig) -> list[Sample]:
-    return _parse_lines(list(cfg.files), Path("."), f"dataset {cfg.name} files")
+    return _parse_lines(list(cfg.files), Path("."), f"dataset {cfg.name} files", confine=False)
 
 
 def _check_unique(samples: list[Sample]) -> None:

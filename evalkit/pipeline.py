@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
 import tempfile
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from evalkit.checkpoint import Checkpoint
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.runtime import BadOutput, OfflineRuntime, Runtime
@@ -31,10 +33,20 @@ from preprocess import Recipe
 @dataclass
 class Outcome:
     scorer: Scorer
-    #: sha256 over every image's id, label and bytes: identifies the data actually scored
-    #: (None where the images were not read: offline runtimes score the device's outputs)
-    content_fingerprint: str | None
+    #: sha256 of each image file, in sample order (None where the images were not read:
+    #: offline runtimes score the device's outputs)
+    digests: np.ndarray | None
     logits: np.ndarray | None
+    #: images that could not be used and were counted wrong (dataset.bad_images=count_wrong): id -> reason
+    bad: dict[str, str] = field(default_factory=dict)
+
+
+def content_fingerprint(samples: list[Sample], digests: np.ndarray) -> str:
+    """sha256 over every image's id, label and bytes: identifies the data actually scored."""
+    content = hashlib.sha256()
+    for s, digest in zip(samples, digests):
+        content.update(f"{s.id}\t{s.label}\t".encode() + digest.tobytes())
+    return content.hexdigest()[:16]
 
 
 def _load(sample: Sample, fn: Callable[[bytes], np.ndarray]) -> tuple[np.ndarray, bytes]:
@@ -67,9 +79,18 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and saves what is done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
-               items: list[tuple[int, str]]) -> list[tuple[int, tuple[int, int], bytes]]:
-    """In a worker process: decode and prepare images, write their pixels into the cache file."""
+               items: list[tuple[int, str]], tolerate: bool) -> list[tuple[int, Any, Any]]:
+    """In a worker process: decode and prepare images, write their pixels into the cache file.
+
+    Returns (index, file stat, sha256) per image, or (index, None, reason) for an unusable image
+    when ``tolerate``; otherwise an unusable image raises.
+    """
     fd = os.open(data_file, os.O_WRONLY)
     try:
         made = []
@@ -77,12 +98,14 @@ def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn
             try:
                 stat = TensorCache.file_stat(Path(path))
                 data = Path(path).read_bytes()
-            except OSError as e:
-                raise UserError(f"cannot read {path}: {e.strerror}") from e
-            try:
                 pixels = np.ascontiguousarray(pixels_fn(data), dtype=np.uint8)
-            except UserError as e:
-                raise UserError(f"{path}: {e}; remove or replace the file") from e
+            except (OSError, UserError) as e:
+                reason = f"cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)
+                if tolerate:
+                    made.append((index, None, reason))
+                    continue
+                raise UserError(f"{path}: {reason}; remove or replace the file, "
+                                "or set dataset.bad_images=count_wrong") from e
             if pixels.shape != shape:
                 raise AssertionError(f"recipe made {pixels.shape} for {path}, expected {shape}")
             os.pwrite(fd, pixels.tobytes(), index * row_bytes)
@@ -94,30 +117,40 @@ def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn
 
 def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, num_classes: int,
              workers: int = 0, progress: bool = True, keep_logits: bool = False,
-             cache_dir: Path | None = None) -> Outcome:
+             cache_dir: Path | None = None, bad_images: str = "fail", checkpoint: Checkpoint | None = None) -> Outcome:
     """Decode in worker processes into the tensor cache, while the runtime scores finished batches in order.
 
     ``cache_dir`` None uses a temporary cache removed at the end; rows already in the cache are not decoded.
+    ``bad_images`` "count_wrong" scores an undecodable image as wrong instead of failing the run.
+    ``checkpoint`` receives every finished batch, so an interrupted run can resume.
     """
+    if bad_images not in ("fail", "count_wrong"):
+        raise UserError(f"dataset.bad_images={bad_images!r} is not 'fail' or 'count_wrong'")
+    bad: dict[int, str] = {}
     temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
     cache = TensorCache(Path(temporary.name) if temporary else cache_dir, recipe, samples)
     todo = cache.missing(samples)
     workers = workers or default_workers()
     chunk = max(1, min(8, batch_size // workers or 1))
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) if todo else None
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_ignore_sigint)
+            if todo else None)
     pending: deque = deque()
     for start in range(0, len(todo), chunk):
         items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
         pending.append((items[-1][0], pool.submit(_make_rows, str(cache.data), cache.row_bytes, cache.shape,
-                                                  recipe.pixels_fn, items)))
+                                                  recipe.pixels_fn, items, bad_images == "count_wrong")))
     reader = os.open(cache.data, os.O_RDONLY)
 
     def prepare(lo: int, hi: int) -> np.ndarray:
         """The normalised batch of rows lo..hi-1, once the workers have made them (runs in a helper thread)."""
         while pending and pending[0][0] < hi:
             for index, stat, digest in pending.popleft()[1].result():
-                cache.mark(index, stat, digest)
-        return np.stack([recipe.normalize(cache.read(reader, i)) for i in range(lo, hi)])
+                if stat is None:
+                    bad[index] = digest
+                else:
+                    cache.mark(index, stat, digest)
+        blank = np.zeros(cache.shape, np.uint8)
+        return np.stack([recipe.normalize(blank if i in bad else cache.read(reader, i)) for i in range(lo, hi)])
 
     scorer, kept = Scorer(num_classes), []
     bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
@@ -129,23 +162,27 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
                 batch = upcoming.result()
                 upcoming = helper.submit(prepare, *bounds[k + 1]) if k + 1 < len(bounds) else None
                 logits = runtime(batch)
-                scorer.update([s.id for s in samples[lo:hi]], np.array([s.label for s in samples[lo:hi]]), logits)
+                ids = [s.id for s in samples[lo:hi]]
+                invalid = np.array([i in bad for i in range(lo, hi)])
+                top = scorer.update(ids, np.array([s.label for s in samples[lo:hi]]), logits, invalid)
                 if keep_logits:
                     kept.append(np.asarray(logits, dtype=np.float32))
+                if checkpoint is not None:
+                    checkpoint.add(ids, top, cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None)
                 bar.update(hi - lo)
     finally:
         bar.close()
         os.close(reader)
+        if checkpoint is not None:
+            checkpoint.flush()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if temporary:
             temporary.cleanup()
         else:
             cache.save()
-    content = hashlib.sha256()
-    for s, digest in zip(samples, cache.digest):
-        content.update(f"{s.id}\t{s.label}\t".encode() + digest.tobytes())
-    return Outcome(scorer, content.hexdigest()[:16], np.concatenate(kept) if keep_logits else None)
+    return Outcome(scorer, cache.digest.copy(), np.concatenate(kept) if keep_logits and kept else None,
+                   {samples[i].id: reason for i, reason in sorted(bad.items())})
 
 
 @dataclass

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+
+import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,11 +23,14 @@ import evalkit
 import preprocess
 from evalkit import dataset as datasets
 from evalkit import history, pipeline, record, reference
+from evalkit.checkpoint import Checkpoint
+from evalkit.checkpoint import key as checkpoint_key
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
 from evalkit.runtime import Context, OfflineRuntime, Runtime, open_runtime
+from evalkit.scoring import Scorer
 from preprocess import Recipe, params_dict
 
 
@@ -55,6 +60,47 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
     return warnings
 
 
+def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, recipe: Recipe, runtime: Runtime,
+                        batch_size: int, num_classes: int) -> pipeline.Outcome:
+    """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
+    ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / checkpoint_key(resolved, datasets.fingerprint(samples)),
+                      every_s=cfg.results.checkpoint_s)
+    prior = ckpt.load() if cfg.resume else None
+    if not cfg.resume:
+        if ckpt.load() is not None:
+            print("note: an interrupted run of this configuration exists; starting over (resume=true continues it)")
+        ckpt.clear()
+    done = {} if prior is None else {i: k for k, i in enumerate(prior["ids"])}
+    if cfg.resume:
+        print(f"resuming: {len(done)} of {len(samples)} images already scored")
+    todo = [s for s in samples if s.id not in done]
+    outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, num_classes, workers=cfg.workers,
+                                progress=cfg.progress, keep_logits=cfg.results.save_logits,
+                                cache_dir=Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None,
+                                bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
+    if prior is not None:
+        outcome = _combine(samples, todo, outcome, prior, done, num_classes)
+    ckpt.clear()
+    return outcome
+
+
+def _combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done: dict[str, int],
+             num_classes: int) -> pipeline.Outcome:
+    """The saved rows and the new ones, in sample order, as if the run had never stopped."""
+    _, _, new_top = new.scorer.rows()
+    position = {s.id: k for k, s in enumerate(todo)}
+    top = np.stack([prior["top"][done[s.id]] if s.id in done else new_top[position[s.id]] for s in samples]) \
+        if samples else np.zeros((0, 5), np.int32)
+    digests = np.stack([prior["digests"][done[s.id]] if s.id in done else new.digests[position[s.id]] for s in samples])
+    logits = None
+    if "logits" in prior and (new.logits is not None or not todo):
+        logits = np.stack([prior["logits"][done[s.id]] if s.id in done else new.logits[position[s.id]] for s in samples])
+    scorer = Scorer(num_classes)
+    scorer.update_topk([s.id for s in samples], np.array([s.label for s in samples]), top)
+    scorer.background_class = new.scorer.background_class if todo else None
+    return pipeline.Outcome(scorer, digests, logits, new.bad)
+
+
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
@@ -82,10 +128,11 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
-            outcome = pipeline.evaluate(samples, recipe, runtime, extra["batch_size"], len(classes),
-                                        workers=cfg.workers, progress=cfg.progress,
-                                        keep_logits=cfg.results.save_logits,
-                                        cache_dir=Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None)
+            outcome = _evaluate_resumable(cfg, resolved, samples, recipe, runtime, extra["batch_size"], len(classes))
+            if outcome.bad:
+                first = next(iter(outcome.bad.items()))
+                warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
+                                f"(dataset.bad_images=count_wrong), e.g. {first[0]}: {first[1]}")
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
@@ -107,13 +154,15 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                    "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
         "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
                     "n": len(samples), "list_fingerprint": datasets.fingerprint(samples),
-                    "content_fingerprint": outcome.content_fingerprint,
+                    "content_fingerprint": None if outcome.digests is None else
+                    pipeline.content_fingerprint(samples, outcome.digests),
                     **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),
                         "full_list_fingerprint": datasets.fingerprint(full)} if cfg.dataset.num_shards > 1 else {})},
         "reference": {"comparable": reference.comparable(result.metrics["n"]),
                       "rows": json.loads(table.to_json(orient="records"))},
         "timing": {"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
         "dump": dump,
+        "bad_images": {"count": len(outcome.bad), "examples": dict(list(outcome.bad.items())[:20])},
         "sweep": sweep,
         "warnings": warnings,
         "versions": record.versions(),

@@ -31,8 +31,10 @@ class Scorer:
         self._labels: list[np.ndarray] = []
         self._top: list[np.ndarray] = []
 
-    def update(self, ids: list[str], labels: np.ndarray, logits: np.ndarray) -> None:
-        """Score one batch; a 1001-class head (background at index 0) is shifted to the 1000 classes."""
+    def update(self, ids: list[str], labels: np.ndarray, logits: np.ndarray,
+               invalid: np.ndarray | None = None) -> np.ndarray:
+        """Score one batch and return its top-5 indices; a 1001-class head (background at index 0) is
+        shifted to the 1000 classes. ``invalid`` rows (images that could not be used) get no prediction."""
         logits = np.asarray(logits)
         if logits.ndim != 2 or len(logits) != len(ids):
             raise UserError(f"the model returned shape {logits.shape} for {len(ids)} images; expected [N, {self.num_classes}]")
@@ -45,14 +47,17 @@ class Scorer:
                 f"(or {self.num_classes + 1} with background at index 0); check that the model is an ImageNet-1k classifier"
             )
         self.background_class = c == self.num_classes + 1
-        bad = ~np.isfinite(logits).all(axis=1)
+        invalid = np.zeros(len(ids), bool) if invalid is None else np.asarray(invalid, bool)
+        bad = ~np.isfinite(logits).all(axis=1) & ~invalid
         if bad.any():
             names = [i for i, b in zip(ids, bad) if b][:5]
             raise UserError(f"{int(bad.sum())} images got NaN/Inf logits (e.g. {names}); the model or its inputs are broken")
         # Stable sort: on exactly tied logits the lower class index ranks first.
-        self.update_topk(ids, labels, np.argsort(-logits, axis=1, kind="stable")[:, :K])
+        top = np.argsort(-np.where(invalid[:, None], 0, logits), axis=1, kind="stable")[:, :K].astype(np.int32)
+        top[invalid] = -1
+        return self.update_topk(ids, labels, top)
 
-    def update_topk(self, ids: list[str], labels: np.ndarray, top: np.ndarray) -> None:
+    def update_topk(self, ids: list[str], labels: np.ndarray, top: np.ndarray) -> np.ndarray:
         """Score predictions given as class indices, best first (-1 = no prediction: counts as wrong)."""
         top = np.asarray(top, dtype=np.int32)
         if top.shape[1] < K:
@@ -60,6 +65,13 @@ class Scorer:
         self._top.append(top[:, :K])
         self._labels.append(np.asarray(labels, dtype=np.int64))
         self._ids.extend(ids)
+        return top[:, :K]
+
+    def rows(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids, labels, top-5) scored so far, in order."""
+        if not self._ids:
+            return [], np.zeros(0, np.int64), np.zeros((0, K), np.int32)
+        return list(self._ids), np.concatenate(self._labels), np.concatenate(self._top)
 
     def result(self) -> Result:
         if not self._ids:

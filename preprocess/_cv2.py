@@ -20,7 +20,10 @@ def cv2() -> Any:
 
 def decode_bgr(data: bytes) -> np.ndarray:
     """``cv2.imdecode(buf, IMREAD_COLOR)``: BGR HWC uint8; applies EXIF orientation, greyscale to 3 channels."""
-    img = cv2().imdecode(np.frombuffer(data, dtype=np.uint8), cv2().IMREAD_COLOR)
+    try:
+        img = cv2().imdecode(np.frombuffer(data, dtype=np.uint8), cv2().IMREAD_COLOR)
+    except cv2().error as e:  # an empty buffer is an assertion inside OpenCV
+        raise UserError(f"cannot decode image: {str(e).strip().splitlines()[-1]}") from e
     if img is None:
         raise UserError("cannot decode image: OpenCV could not read it")
     return img
