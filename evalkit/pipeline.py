@@ -79,6 +79,17 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _process_context() -> multiprocessing.context.BaseContext:
+    """forkserver: workers start clean even when the runtime already runs threads.
+
+    Inside a joblib (loky) worker, as in a Hydra sweep, the default start method is 'loky', which
+    child processes cannot look up; the standard one is set back first.
+    """
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        multiprocessing.set_start_method("forkserver", force=True)
+    return multiprocessing.get_context("forkserver")
+
+
 def _ignore_sigint() -> None:
     """Workers leave Ctrl-C to the main process, which stops them and saves what is done."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -132,7 +143,7 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
     todo = cache.missing(samples)
     workers = workers or default_workers()
     chunk = max(1, min(8, batch_size // workers or 1))
-    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_ignore_sigint)
+    pool = (ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_ignore_sigint)
             if todo else None)
     pending: deque = deque()
     for start in range(0, len(todo), chunk):

@@ -65,11 +65,11 @@ def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, recipe: Reci
     """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
     ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / checkpoint_key(resolved, datasets.fingerprint(samples)),
                       every_s=cfg.results.checkpoint_s)
-    prior = ckpt.load() if cfg.resume else None
-    if not cfg.resume:
-        if ckpt.load() is not None:
-            print("note: an interrupted run of this configuration exists; starting over (resume=true continues it)")
+    prior = ckpt.load()
+    if not cfg.resume and prior is not None:
+        print("note: an interrupted run of this configuration exists; starting over (resume=true continues it)")
         ckpt.clear()
+        prior = None
     done = {} if prior is None else {i: k for k, i in enumerate(prior["ids"])}
     if cfg.resume:
         print(f"resuming: {len(done)} of {len(samples)} images already scored")
