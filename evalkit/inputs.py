@@ -3,7 +3,9 @@
     python -m evalkit.inputs runtime=ascend model=ascend/cspresnext50 dataset=labelfile ... output=prep_dataset
     python -m evalkit.inputs runtime=vamp dataset=imagefolder dataset.root=val output=npz
 
-A runtime module that can feed its device defines ``write_inputs(samples, recipe, output, progress)``.
+A runtime module that can feed its device defines
+``write_inputs(samples, recipe, output, tensor_cache, progress)``; ``tensor_cache`` is the folder of
+the preprocessed-tensor cache (None: none), so inputs come from the same pixels the runs use.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -22,12 +24,11 @@ import preprocess
 from evalkit import dataset as datasets
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
-from evalkit.pipeline import ordered
 
 
-def write_each(samples: list[Sample], fn: Callable[[bytes], np.ndarray], output: Path,
+def write_each(samples: list[Sample], arrays: Iterable[np.ndarray], output: Path,
                save: Callable[[Path, Sample, np.ndarray], Path], progress: bool = True) -> list[Path]:
-    """Apply ``fn`` to every image and ``save`` it under a temporary folder renamed to ``output`` at the end.
+    """``save`` each sample's array under a temporary folder renamed to ``output`` at the end.
 
     ``save(folder, sample, array)`` writes one file and returns its path relative to the folder.
     Returns the final paths, in sample order. Nothing is left behind on failure.
@@ -40,8 +41,8 @@ def write_each(samples: list[Sample], fn: Callable[[bytes], np.ndarray], output:
     tmp.mkdir()
     written = []
     try:
-        for sample, (array, _) in tqdm(zip(samples, ordered(samples, fn)), total=len(samples), unit="img",
-                                      disable=not progress, dynamic_ncols=True):
+        for sample, array in tqdm(zip(samples, arrays), total=len(samples), unit="img",
+                                  disable=not progress, dynamic_ncols=True):
             written.append(output.resolve() / save(tmp, sample, array))
         os.replace(tmp, output)
     finally:
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         recipe = preprocess.build(cfg.preprocess)
         samples = datasets.load(cfg.dataset)
         print(f"{len(samples)} images, recipe {recipe.family}:\n{recipe.describe()}")
-        for path in module.write_inputs(samples, recipe, output, progress=cfg.progress):
+        cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
+        for path in module.write_inputs(samples, recipe, output, cache, progress=cfg.progress):
             print(f"wrote {path}")
 
     exit_on_user_error(run)

@@ -126,74 +126,104 @@ def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn
         os.close(fd)
 
 
+class Prepared:
+    """The recipe's arrays of ``samples``, made by worker processes through the tensor cache.
+
+    Rows already in the cache are read, not decoded; ``cache_dir`` None uses a temporary cache
+    removed on close. Used by the evaluation, the device-input exporters and the int8 calibrator.
+    """
+
+    def __init__(self, samples: list[Sample], recipe: Recipe, cache_dir: Path | None, workers: int = 0,
+                 bad_images: str = "fail", chunk: int = 8) -> None:
+        if bad_images not in ("fail", "count_wrong"):
+            raise UserError(f"dataset.bad_images={bad_images!r} is not 'fail' or 'count_wrong'")
+        self.recipe, self.samples = recipe, samples
+        #: images that could not be used (bad_images=count_wrong): index -> reason
+        self.bad: dict[int, str] = {}
+        self.temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
+        self.cache = TensorCache(Path(self.temporary.name) if self.temporary else cache_dir, recipe, samples)
+        todo = self.cache.missing(samples)
+        workers = workers or default_workers()
+        self.pool = (ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_ignore_sigint)
+                     if todo else None)
+        self.pending: deque = deque()
+        for start in range(0, len(todo), chunk):
+            items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
+            self.pending.append((items[0][0], self.pool.submit(
+                _make_rows, str(self.cache.data), self.cache.row_bytes, self.cache.shape, recipe.pixels_fn, items,
+                bad_images == "count_wrong")))
+        self.reader = os.open(self.cache.data, os.O_RDONLY)
+
+    def batch(self, lo: int, hi: int) -> np.ndarray:
+        """The normalised arrays of samples lo..hi-1 (zeros for unusable images), once the workers made them."""
+        # chunks are in sample order: every chunk that starts before hi may hold a row of this batch
+        while self.pending and self.pending[0][0] < hi:
+            for index, stat, digest in self.pending.popleft()[1].result():
+                if stat is None:
+                    self.bad[index] = digest
+                else:
+                    self.cache.mark(index, stat, digest)
+        blank = np.zeros(self.cache.shape, np.uint8)
+        return np.stack([self.recipe.normalize(blank if i in self.bad else self.cache.read(self.reader, i))
+                         for i in range(lo, hi)])
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        for lo in range(0, len(self.samples), size):
+            yield self.batch(lo, min(lo + size, len(self.samples)))
+
+    def close(self) -> None:
+        os.close(self.reader)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.temporary:
+            self.temporary.cleanup()
+        else:
+            self.cache.save()
+
+    def __enter__(self) -> "Prepared":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, num_classes: int,
              workers: int = 0, progress: bool = True, keep_logits: bool = False,
              cache_dir: Path | None = None, bad_images: str = "fail", checkpoint: Checkpoint | None = None) -> Outcome:
     """Decode in worker processes into the tensor cache, while the runtime scores finished batches in order.
 
-    ``cache_dir`` None uses a temporary cache removed at the end; rows already in the cache are not decoded.
-    ``bad_images`` "count_wrong" scores an undecodable image as wrong instead of failing the run.
-    ``checkpoint`` receives every finished batch, so an interrupted run can resume.
+    A helper thread normalises the next batch during inference. ``bad_images`` "count_wrong" scores an
+    undecodable image as wrong instead of failing the run. ``checkpoint`` receives every finished batch.
+    Worker processes start from a fork server: a script that calls this needs the usual
+    ``if __name__ == "__main__":`` guard (notebooks and ``python -m evalkit`` do not).
     """
-    if bad_images not in ("fail", "count_wrong"):
-        raise UserError(f"dataset.bad_images={bad_images!r} is not 'fail' or 'count_wrong'")
-    bad: dict[int, str] = {}
-    temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
-    cache = TensorCache(Path(temporary.name) if temporary else cache_dir, recipe, samples)
-    todo = cache.missing(samples)
     workers = workers or default_workers()
-    chunk = max(1, min(8, batch_size // workers or 1))
-    pool = (ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_ignore_sigint)
-            if todo else None)
-    pending: deque = deque()
-    for start in range(0, len(todo), chunk):
-        items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
-        pending.append((items[-1][0], pool.submit(_make_rows, str(cache.data), cache.row_bytes, cache.shape,
-                                                  recipe.pixels_fn, items, bad_images == "count_wrong")))
-    reader = os.open(cache.data, os.O_RDONLY)
-
-    def prepare(lo: int, hi: int) -> np.ndarray:
-        """The normalised batch of rows lo..hi-1, once the workers have made them (runs in a helper thread)."""
-        while pending and pending[0][0] < hi:
-            for index, stat, digest in pending.popleft()[1].result():
-                if stat is None:
-                    bad[index] = digest
-                else:
-                    cache.mark(index, stat, digest)
-        blank = np.zeros(cache.shape, np.uint8)
-        return np.stack([recipe.normalize(blank if i in bad else cache.read(reader, i)) for i in range(lo, hi)])
-
     scorer, kept = Scorer(num_classes), []
     bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
     bounds = [(lo, min(lo + batch_size, len(samples))) for lo in range(0, len(samples), batch_size)]
+    prepared = Prepared(samples, recipe, cache_dir, workers, bad_images, chunk=max(1, min(8, batch_size // workers or 1)))
     try:
         with ThreadPoolExecutor(1) as helper:
-            upcoming = helper.submit(prepare, *bounds[0]) if bounds else None
+            upcoming = helper.submit(prepared.batch, *bounds[0]) if bounds else None
             for k, (lo, hi) in enumerate(bounds):
                 batch = upcoming.result()
-                upcoming = helper.submit(prepare, *bounds[k + 1]) if k + 1 < len(bounds) else None
+                upcoming = helper.submit(prepared.batch, *bounds[k + 1]) if k + 1 < len(bounds) else None
                 logits = runtime(batch)
                 ids = [s.id for s in samples[lo:hi]]
-                invalid = np.array([i in bad for i in range(lo, hi)])
+                invalid = np.array([i in prepared.bad for i in range(lo, hi)])
                 top = scorer.update(ids, np.array([s.label for s in samples[lo:hi]]), logits, invalid)
                 if keep_logits:
                     kept.append(np.asarray(logits, dtype=np.float32))
                 if checkpoint is not None:
-                    checkpoint.add(ids, top, cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None)
+                    checkpoint.add(ids, top, prepared.cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None)
                 bar.update(hi - lo)
     finally:
         bar.close()
-        os.close(reader)
         if checkpoint is not None:
             checkpoint.flush()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if temporary:
-            temporary.cleanup()
-        else:
-            cache.save()
-    return Outcome(scorer, cache.digest.copy(), np.concatenate(kept) if keep_logits and kept else None,
-                   {samples[i].id: reason for i, reason in sorted(bad.items())})
+        prepared.close()
+    return Outcome(scorer, prepared.cache.digest.copy(), np.concatenate(kept) if keep_logits and kept else None,
+                   {samples[i].id: reason for i, reason in sorted(prepared.bad.items())})
 
 
 @dataclass

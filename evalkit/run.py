@@ -61,7 +61,7 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
 
 
 def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, recipe: Recipe, runtime: Runtime,
-                        batch_size: int, num_classes: int) -> pipeline.Outcome:
+                        batch_size: int, num_classes: int, tensor_cache: Path | None) -> pipeline.Outcome:
     """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
     ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / checkpoint_key(resolved, datasets.fingerprint(samples)),
                       every_s=cfg.results.checkpoint_s)
@@ -76,8 +76,7 @@ def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, recipe: Reci
     todo = [s for s in samples if s.id not in done]
     outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, num_classes, workers=cfg.workers,
                                 progress=cfg.progress, keep_logits=cfg.results.save_logits,
-                                cache_dir=Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None,
-                                bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
+                                cache_dir=tensor_cache, bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
     if prior is not None:
         outcome = _combine(samples, todo, outcome, prior, done, num_classes)
     ckpt.clear()
@@ -111,7 +110,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
           f"dataset {cfg.dataset.name}: {len(samples)} images")
     print(f"recipe {recipe.family}:\n{recipe.describe()}")
-    runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg), samples))
+    tensor_cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
+    runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache))
     extra: dict = {}
     dump: dict | None = None
     try:
@@ -128,7 +128,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
-            outcome = _evaluate_resumable(cfg, resolved, samples, recipe, runtime, extra["batch_size"], len(classes))
+            outcome = _evaluate_resumable(cfg, resolved, samples, recipe, runtime, extra["batch_size"], len(classes),
+                                          tensor_cache)
             if outcome.bad:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "

@@ -30,6 +30,8 @@ class Context:
     cache_dir: Path
     #: the run's samples (an int8 calibrator draws its subset from them)
     samples: list[Sample] = field(default_factory=list)
+    #: the preprocessed-tensor cache folder (None: no cache), for runtimes that prepare images themselves
+    tensor_cache: Path | None = None
 
 
 class Runtime(abc.ABC):

@@ -19,6 +19,7 @@ import numpy as np
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.inputs import write_each
+from evalkit.pipeline import Prepared
 from evalkit.runtime import BadOutput, Context, OfflineRuntime
 from preprocess import Recipe
 
@@ -182,7 +183,8 @@ def open(options: Options, context: Context) -> AscendDump:
     return AscendDump(options, folder)
 
 
-def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, progress: bool = True) -> list[Path]:
+def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, tensor_cache: Path | None,
+                 progress: bool = True) -> list[Path]:
     """``output/<stem>.bin`` (float32 CHW, no batch dimension) and ``<output>.info``.
 
     The .info lines are ``<index> <bin path> <width> <height>`` (get_info.py), for the benchmark tool's
@@ -192,7 +194,9 @@ def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, progress: 
         array.astype(np.float32, copy=False).tofile(folder / f"{sample.id}.bin")
         return Path(f"{sample.id}.bin")
 
-    written = write_each(samples, recipe.fn, output, save, progress)
+    with Prepared(samples, recipe, tensor_cache) as prepared:
+        arrays = (array for batch in prepared.batches(64) for array in batch)
+        written = write_each(samples, arrays, output, save, progress)
     _, height, width = recipe.output_shape
     info = output.parent / f"{output.name}.info"
     info.write_text("".join(f"{i} {p} {width} {height}\n" for i, p in enumerate(written)))

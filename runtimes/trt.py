@@ -27,7 +27,7 @@ from evalkit.dataset import Sample
 from evalkit.dataset import fingerprint as samples_fingerprint
 from evalkit.errors import UserError
 from evalkit.export import file_sha256, onnx_file
-from evalkit.pipeline import ordered
+from evalkit.pipeline import Prepared
 from evalkit.runtime import Context, Runtime
 from runtimes._cuda import Cuda, open_cuda
 
@@ -162,27 +162,27 @@ class TrtRuntime(Runtime):
         self._buffers.clear()
 
 
-def _calibrator(trt: Any, cuda: Cuda, samples: list[Sample], fn: Any, batch: int, shape: tuple, cache: Path) -> Any:
+def _calibrator(trt: Any, cuda: Cuda, prepared: Prepared, batch: int, shape: tuple, cache: Path) -> Any:
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds the recipe's arrays of the calibration subset; the cache lives beside the engine."""
+        """Feeds the recipe's arrays of the calibration subset (through the tensor cache); the
+        calibration cache lives beside the engine."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.stream = ordered(samples, fn)
-            self.left = len(samples)
+            self.next = 0
             self.device = cuda.alloc(batch * int(np.prod(shape)) * 4)
 
         def get_batch_size(self) -> int:
             return batch
 
         def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.left <= 0:
+            total = len(prepared.samples)
+            if self.next >= total:
                 return None
-            n = min(batch, self.left)
-            arrays = [next(self.stream)[0] for _ in range(n)]
-            self.left -= n
+            n = min(batch, total - self.next)
             x = np.zeros((batch, *shape), np.float32)
-            x[:n] = np.stack(arrays)
+            x[:n] = prepared.batch(self.next, self.next + n)
+            self.next += n
             cuda.to_device(self.device, x)
             cuda.synchronize()
             return [cuda.ptr(self.device)]
@@ -261,11 +261,15 @@ def open(options: Options, context: Context) -> TrtRuntime:
               file=sys.stderr)
         if calib and len({s.label for s in calib}) < len({s.label for s in context.samples}):
             print(f"note: {len(calib)} calibration images cannot cover all classes", file=sys.stderr)
-        calibrator = _calibrator(trt, cuda, calib, context.recipe.fn, options.calib_batch, shape,
-                                 folder / f"{key}.calib") if calib else None
+        prepared = Prepared(calib, context.recipe, context.tensor_cache) if calib else None
+        calibrator = _calibrator(trt, cuda, prepared, options.calib_batch, shape, folder / f"{key}.calib") if calib else None
         started = time.perf_counter()
-        data = _build(trt, logger, onnx, options, shape, folder / f"timing-{gpu.replace(' ', '_')}-{trt.__version__}.cache",
-                      calibrator)
+        try:
+            data = _build(trt, logger, onnx, options, shape,
+                          folder / f"timing-{gpu.replace(' ', '_')}-{trt.__version__}.cache", calibrator)
+        finally:
+            if prepared is not None:
+                prepared.close()
         _write_atomic(engine_path, data)
         _write_atomic(sidecar, json.dumps({"engine_sha256": hashlib.sha256(data).hexdigest(), "onnx": str(onnx),
                                            "build_seconds": time.perf_counter() - started}).encode())

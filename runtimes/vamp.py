@@ -22,6 +22,7 @@ from evalkit.classes import imagenet1k
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.inputs import write_each
+from evalkit.pipeline import ordered
 from evalkit.runtime import BadOutput, Context, OfflineRuntime
 from preprocess import Recipe, _cv2
 
@@ -135,12 +136,13 @@ def _save_npz(folder: Path, sample: Sample, array: np.ndarray) -> Path:
     return relative
 
 
-def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, progress: bool = True) -> list[Path]:
+def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, tensor_cache: Path | None,
+                 progress: bool = True) -> list[Path]:
     """``output/<wnid>/<stem>.npz`` (key input_0) and ``<output>_datalist.txt`` (absolute paths, in order).
 
-    The device resizes, crops and normalises (vdsp): ``recipe`` is recorded by the run, not applied here.
+    The device resizes, crops and normalises (vdsp): ``recipe`` and ``tensor_cache`` are not used here.
     """
-    written = write_each(samples, _image2npz, output, _save_npz, progress)
+    written = write_each(samples, (a for a, _ in ordered(samples, _image2npz)), output, _save_npz, progress)
     datalist = output.parent / f"{output.name}_datalist.txt"
     datalist.write_text("".join(f"{p}\n" for p in written))
     return [output, datalist]
