@@ -90,9 +90,11 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver")
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them and saves what is done."""
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and saves what is done, and run at a
+    lower priority: the runtime's threads get the cores first and decoding fills the gaps between them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(5)
 
 
 def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
@@ -144,7 +146,7 @@ class Prepared:
         self.cache = TensorCache(Path(self.temporary.name) if self.temporary else cache_dir, recipe, samples)
         todo = self.cache.missing(samples)
         workers = workers or default_workers()
-        self.pool = (ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_ignore_sigint)
+        self.pool = (ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_worker_init)
                      if todo else None)
         self.pending: deque = deque()
         for start in range(0, len(todo), chunk):
