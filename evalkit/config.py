@@ -81,6 +81,10 @@ class DatasetConfig:
     #: an image that cannot be decoded: "fail" the run (default) or "count_wrong" and list it in the run
     bad_images: str = "fail"
 
+    def __post_init__(self) -> None:
+        if self.bad_images not in ("fail", "count_wrong"):
+            raise UserError(f"dataset.bad_images={self.bad_images!r} is not 'fail' or 'count_wrong'")
+
 
 @dataclass
 class ResultsConfig:

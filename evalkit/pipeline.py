@@ -137,8 +137,6 @@ class Prepared:
 
     def __init__(self, samples: list[Sample], recipe: Recipe, cache_dir: Path | None, workers: int = 0,
                  bad_images: str = "fail", chunk: int = 8) -> None:
-        if bad_images not in ("fail", "count_wrong"):
-            raise UserError(f"dataset.bad_images={bad_images!r} is not 'fail' or 'count_wrong'")
         self.recipe, self.samples = recipe, samples
         #: images that could not be used (bad_images=count_wrong): index -> reason
         self.bad: dict[int, str] = {}

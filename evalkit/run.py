@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-
-import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 import evalkit
@@ -60,10 +59,11 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
     return warnings
 
 
-def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, recipe: Recipe, runtime: Runtime,
-                        batch_size: int, num_classes: int, tensor_cache: Path | None) -> pipeline.Outcome:
+def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, recipe: Recipe,
+                        runtime: Runtime, batch_size: int, num_classes: int,
+                        tensor_cache: Path | None) -> pipeline.Outcome:
     """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
-    ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / checkpoint_key(resolved, datasets.fingerprint(samples)),
+    ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / checkpoint_key(resolved, list_fingerprint),
                       every_s=cfg.results.checkpoint_s)
     prior = ckpt.load()
     if not cfg.resume and prior is not None:
@@ -86,14 +86,16 @@ def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, recipe: Reci
 def _combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done: dict[str, int],
              num_classes: int) -> pipeline.Outcome:
     """The saved rows and the new ones, in sample order, as if the run had never stopped."""
-    _, _, new_top = new.scorer.rows()
     position = {s.id: k for k, s in enumerate(todo)}
-    top = np.stack([prior["top"][done[s.id]] if s.id in done else new_top[position[s.id]] for s in samples]) \
-        if samples else np.zeros((0, 5), np.int32)
-    digests = np.stack([prior["digests"][done[s.id]] if s.id in done else new.digests[position[s.id]] for s in samples])
+
+    def interleave(saved: np.ndarray, made: np.ndarray | None) -> np.ndarray:
+        return np.stack([saved[done[s.id]] if s.id in done else made[position[s.id]] for s in samples])
+
+    top = interleave(prior["top"], new.scorer.rows()[2])
+    digests = interleave(prior["digests"], new.digests)
     logits = None
     if "logits" in prior and (new.logits is not None or not todo):
-        logits = np.stack([prior["logits"][done[s.id]] if s.id in done else new.logits[position[s.id]] for s in samples])
+        logits = interleave(prior["logits"], new.logits)
     scorer = Scorer(num_classes)
     scorer.update_topk([s.id for s in samples], np.array([s.label for s in samples]), top)
     scorer.background_class = new.scorer.background_class if todo else None
@@ -106,6 +108,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     recipe = preprocess.build(cfg.preprocess)
     full = datasets.load(cfg.dataset)
     samples = datasets.shard(full, cfg.dataset.num_shards, cfg.dataset.shard)
+    list_fingerprint = datasets.fingerprint(samples)
     classes = imagenet1k()
     print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
           f"dataset {cfg.dataset.name}: {len(samples)} images")
@@ -128,8 +131,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
-            outcome = _evaluate_resumable(cfg, resolved, samples, recipe, runtime, extra["batch_size"], len(classes),
-                                          tensor_cache)
+            outcome = _evaluate_resumable(cfg, resolved, samples, list_fingerprint, recipe, runtime,
+                                          extra["batch_size"], len(classes), tensor_cache)
             if outcome.bad:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
@@ -154,7 +157,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         "recipe": {"family": recipe.family, "params": params_dict(recipe.params),
                    "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
         "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
-                    "n": len(samples), "list_fingerprint": datasets.fingerprint(samples),
+                    "n": len(samples), "list_fingerprint": list_fingerprint,
                     "content_fingerprint": None if outcome.digests is None else
                     pipeline.content_fingerprint(samples, outcome.digests),
                     **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),

@@ -53,8 +53,8 @@ class Scorer:
             names = [i for i, b in zip(ids, bad) if b][:5]
             raise UserError(f"{int(bad.sum())} images got NaN/Inf logits (e.g. {names}); the model or its inputs are broken")
         # Stable sort: on exactly tied logits the lower class index ranks first.
-        top = np.argsort(-np.where(invalid[:, None], 0, logits), axis=1, kind="stable")[:, :K].astype(np.int32)
-        top[invalid] = -1
+        top = np.argsort(-logits, axis=1, kind="stable")[:, :K].astype(np.int32)
+        top[invalid] = -1  # whatever the model made of a blank input
         return self.update_topk(ids, labels, top)
 
     def update_topk(self, ids: list[str], labels: np.ndarray, top: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ def test_overrides_reach_the_typed_config():
     "preprocess.interpolation=bicubc",   # not an interpolation
     "model=no_such_model",               # unknown group option
     "+runtime.threads=2",                # key the runtime schema does not have
+    "dataset.bad_images=skip",           # not a policy
 ])
 def test_bad_overrides_fail_at_composition(override):
     with pytest.raises((HydraException, OmegaConfBaseException, UserError)):
