@@ -48,8 +48,10 @@ class Checkpoint:
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def add(self, ids: list[str], top: np.ndarray, digests: np.ndarray, logits: np.ndarray | None) -> None:
-        part = {"ids": np.array(ids, dtype=str), "top": top, "digests": digests}
+    def add(self, ids: list[str], top: np.ndarray, digests: np.ndarray, logits: np.ndarray | None,
+            bad: list[str]) -> None:
+        """One finished batch; ``bad`` holds, per image, why it could not be used ("" when it was)."""
+        part = {"ids": np.array(ids, dtype=str), "top": top, "digests": digests, "bad": np.array(bad, dtype=str)}
         if logits is not None:
             part["logits"] = np.asarray(logits, np.float32)
         self._pending.append(part)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit import history
+from evalkit import history, reference
 from evalkit.errors import UserError
 
 
@@ -49,7 +49,7 @@ def load(paths: Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for path in paths:
         run = _run(Path(path))
-        refs = [r for r in run["reference"]["rows"] if r["status"] == "ok"]
+        refs = [r for r in run["reference"]["rows"] if reference.applies(r)]
         rows.append({
             "id": run["id"], "path": str(Path(path).resolve()), "model": run["model"]["name"],
             "runtime": run["runtime"]["name"], "precision": run["runtime"].get("precision", "fp32"),

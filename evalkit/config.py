@@ -8,19 +8,20 @@ The top-level schema lives here; each recipe family's ``Params`` and each runtim
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import os
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 import preprocess
 import runtimes
-from evalkit.errors import UserError
+from evalkit.errors import UserError, at_least
 
 
 @dataclass
@@ -39,6 +40,9 @@ class Reference:
     #: false where the source attaches a number to this model that is not this model's
     applies: bool = True
     note: str = ""
+    #: images the number was measured on (ImageNet val: 50,000); a run on fewer gets a verdict only when its
+    #: 95 % confidence interval of top-1 lies entirely below the number
+    n: int = 50_000
 
 
 @dataclass
@@ -84,6 +88,11 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if self.bad_images not in ("fail", "count_wrong"):
             raise UserError(f"dataset.bad_images={self.bad_images!r} is not 'fail' or 'count_wrong'")
+        for key in ("limit", "per_class", "num_shards"):
+            at_least(f"dataset.{key}", getattr(self, key), 1)
+        if not 0 <= self.shard < self.num_shards:
+            raise UserError(f"dataset.shard={self.shard} is out of range: must be in 0..{self.num_shards - 1} "
+                            f"(dataset.num_shards={self.num_shards})")
 
 
 @dataclass
@@ -95,6 +104,9 @@ class ResultsConfig:
     checkpoint_s: float = 5.0
     #: the history index (SQLite) the gate and the comparison API query; "" = none
     history: str = "${results.dir}/history.sqlite"
+
+    def __post_init__(self) -> None:
+        at_least("results.checkpoint_s", self.checkpoint_s, 0)
 
 
 @dataclass
@@ -118,6 +130,20 @@ class Config:
     #: continue an interrupted run of the same configuration: only the images it had not scored
     resume: bool = False
     cache_dir: str = "${oc.env:EVALKIT_CACHE,${oc.env:HOME}/.cache/evalkit}"
+
+    def __post_init__(self) -> None:
+        at_least("workers", self.workers, 0)
+
+
+def unknown_key_message(full_key: str, valid: Iterable[str]) -> str:
+    """Name the schema's closest keys: a schema rejects ``+key`` too, so Hydra's advice to append is wrong."""
+    section, _, key = full_key.rpartition(".")
+    prefix = f"{section}." if section else ""
+    keys = sorted(valid)
+    close = difflib.get_close_matches(key, keys, n=3)
+    if close:
+        return f"unknown key {full_key}; did you mean {' or '.join(prefix + k for k in close)}?"
+    return f"unknown key {full_key}; valid keys{f' of {section}' if section else ''}: {', '.join(keys)}"
 
 
 def _package_dir(name: str) -> str:
@@ -160,11 +186,12 @@ def to_object(cfg: Any) -> Config:
     Keys added with ``+key=value`` that a schema does not have are an error, not dropped.
     """
     obj = OmegaConf.to_object(cfg)
-    for section in ("model", "preprocess", "runtime", "dataset", "results", "cache"):
-        known = {f.name for f in dataclasses.fields(getattr(obj, section))}
-        unknown = sorted(set(cfg[section].keys()) - known)
+    sections = ("model", "preprocess", "runtime", "dataset", "results", "cache")
+    for prefix, node, schema in [("", cfg, obj), *((f"{s}.", cfg[s], getattr(obj, s)) for s in sections)]:
+        known = {f.name for f in dataclasses.fields(schema)}
+        unknown = sorted(set(node.keys()) - known)
         if unknown:
-            raise UserError(f"unknown key {section}.{unknown[0]}; valid keys: {', '.join(sorted(known))}")
+            raise UserError(unknown_key_message(prefix + unknown[0], known))
     return obj
 
 

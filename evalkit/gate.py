@@ -1,7 +1,9 @@
 """The regression gate: exit 0 when every run passes, 1 when any fails, 2 on bad input.
 
 Each run is checked against (a) its published top-1, one-sided, for every reference that
-applies to its recipe, and (b) the last run of the same model, runtime, precision, recipe
+applies to its recipe, by ``reference.judge`` (a run on fewer images than the reference
+fails only when its 95 % CI of top-1 lies below it, otherwise it is "not comparable",
+which is no failure), and (b) the last run of the same model, runtime, precision, recipe
 and sample list that passed the gate: a top-1 drop beyond tolerance, or more per-image
 top-1 changes than allowed, fails. Tolerances come per model/runtime/precision from the
 gate config. Writes a JUnit XML and a Markdown summary, and records each verdict.
@@ -25,7 +27,7 @@ from typing import Any, Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
-from evalkit import history, record
+from evalkit import history, record, reference
 from evalkit.errors import UserError
 
 
@@ -44,7 +46,7 @@ class Rule:
 @dataclass
 class GateConfig:
     #: points a run's top-1 may sit below a published reference
-    tolerance: float = 0.2
+    tolerance: float = reference.TOLERANCE
     #: points a run's top-1 may sit below the last passing run
     drop: float = 0.1
     #: images whose top-1 prediction may differ from the last passing run
@@ -56,8 +58,10 @@ class GateConfig:
 @dataclass
 class Check:
     name: str
-    passed: bool | None  # None = not applicable (recorded, never a failure)
+    passed: bool | None  # None = no verdict (recorded, never a failure)
     detail: str
+    #: the summary's result when passed is None: why there is no verdict
+    no_verdict: str = "n/a"
 
     def __post_init__(self) -> None:
         self.passed = None if self.passed is None else bool(self.passed)  # numpy comparisons give numpy bools
@@ -95,12 +99,14 @@ def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[dict[str,
     top1, precision = run["metrics"]["top1"], run["runtime"].get("precision", "fp32")
     lim = limits(cfg, run["model"]["name"], run["runtime"]["name"], precision)
     checks = []
-    applicable = [r for r in run["reference"]["rows"] if r["status"] == "ok"]
+    applicable = [r for r in run["reference"]["rows"] if reference.applies(r)]
     for ref in applicable:
-        ok = top1 >= ref["ref_top1"] - lim["tolerance"]
-        checks.append(Check(f"reference {ref['source']}", ok,
-                            f"top-1 {top1:.3f} vs published {ref['ref_top1']:.3f} (tolerance {lim['tolerance']:g}, "
-                            f"n={run['metrics']['n']})"))
+        ref_n = ref.get("ref_n", reference.VAL_IMAGES)  # run.json files from before ref_n
+        verdict = reference.judge(run["metrics"], ref["ref_top1"], ref_n, lim["tolerance"])
+        checks.append(Check(f"reference {ref['source']}", verdict.passed,
+                            f"{verdict.status}: top-1 {top1:.3f} on {run['metrics']['n']} images vs published "
+                            f"{ref['ref_top1']:.3f} on {ref_n} (tolerance {lim['tolerance']:g})",
+                            no_verdict="not comparable"))
     if not applicable:
         checks.append(Check("reference", None, "no published number applies to this recipe"))
     base = baseline(runs, run)
@@ -139,7 +145,7 @@ def markdown(results: list[tuple[dict, list[Check]]]) -> str:
     lines = ["| model | runtime | precision | top-1 | check | result | detail |", "|---|---|---|---|---|---|---|"]
     for run, checks in results:
         for c in checks:
-            result = {True: "pass", False: "**FAIL**", None: "n/a"}[c.passed]
+            result = {True: "pass", False: "**FAIL**", None: c.no_verdict}[c.passed]
             lines.append(f"| {run['model']['name']} | {run['runtime']['name']} | {run['runtime'].get('precision', 'fp32')} "
                          f"| {run['metrics']['top1']:.3f} | {c.name} | {result} | {c.detail} |")
     return "\n".join(lines) + "\n"

@@ -8,12 +8,10 @@ batch during inference. Offline runtimes: the device's outputs, matched by file 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import signal
 import tempfile
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,6 +25,8 @@ from evalkit.errors import UserError
 from evalkit.runtime import BadOutput, OfflineRuntime, Runtime
 from evalkit.scoring import K, Scorer
 from evalkit.tensorcache import TensorCache
+from evalkit.workers import default_workers
+from evalkit.workers import pool as workers_pool
 from preprocess import Recipe
 
 
@@ -75,28 +75,6 @@ def ordered(samples: list[Sample], fn: Callable[[bytes], np.ndarray], workers: i
             yield pending.popleft().result()
 
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _process_context() -> multiprocessing.context.BaseContext:
-    """forkserver: workers start clean even when the runtime already runs threads.
-
-    Inside a joblib (loky) worker, as in a Hydra sweep, the default start method is 'loky', which
-    child processes cannot look up; the standard one is set back first.
-    """
-    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
-        multiprocessing.set_start_method("forkserver", force=True)
-    return multiprocessing.get_context("forkserver")
-
-
-def _worker_init() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them and saves what is done, and run at a
-    lower priority: the runtime's threads get the cores first and decoding fills the gaps between them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(5)
-
-
 def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
                items: list[tuple[int, str]], tolerate: bool) -> list[tuple[int, Any, Any]]:
     """In a worker process: decode and prepare images, write their pixels into the cache file.
@@ -143,9 +121,7 @@ class Prepared:
         self.temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
         self.cache = TensorCache(Path(self.temporary.name) if self.temporary else cache_dir, recipe, samples)
         todo = self.cache.missing(samples)
-        workers = workers or default_workers()
-        self.pool = (ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_worker_init)
-                     if todo else None)
+        self.pool = workers_pool(workers) if todo else None
         self.pending: deque = deque()
         for start in range(0, len(todo), chunk):
             items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
@@ -215,7 +191,8 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
                 if keep_logits:
                     kept.append(np.asarray(logits, dtype=np.float32))
                 if checkpoint is not None:
-                    checkpoint.add(ids, top, prepared.cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None)
+                    checkpoint.add(ids, top, prepared.cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None,
+                                   [prepared.bad.get(i, "") for i in range(lo, hi)])
                 bar.update(hi - lo)
     finally:
         bar.close()

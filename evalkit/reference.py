@@ -4,11 +4,17 @@ A reference is compared only where it applies: it must be this model's number
 (``applies``) and the run's recipe must have the parameters it was measured at
 (``recipe``). timm's cspresnext50 80.050 is at 224/0.875 while timm's current config
 evaluates at 256/0.887; such a mismatch is reported, never silently compared.
+
+An applicable reference is judged by one rule (``judge``), for the printed table and the
+gate alike: a run on at least the reference's images fails below it by more than the
+tolerance; a run on fewer fails only when its 95 % confidence interval of top-1 lies
+entirely below that, otherwise it is "not comparable" (200 images give about +-4.5 points).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -17,6 +23,8 @@ from evalkit.config import Reference
 
 #: the published numbers are on the full ILSVRC2012 validation set
 VAL_IMAGES = 50_000
+#: points a run's top-1 may sit below a published reference (the gate's default)
+TOLERANCE = 0.2
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -35,16 +43,41 @@ def status(ref: Reference, recipe: dict[str, Any]) -> str:
     return "other setting: " + ", ".join(differ) if differ else "ok"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool | None  # None = not comparable: too few images to tell
+    status: str
+
+
+def judge(metrics: dict, ref_top1: float, ref_n: int, tolerance: float) -> Verdict:
+    """The verdict on one applicable reference, from the run's top-1, n and stored 95 % CI (Wilson)."""
+    n, floor = metrics["n"], ref_top1 - tolerance - 1e-9  # slack: 74.83 - 0.2 is not exactly 74.63 in floats
+    if n >= ref_n:
+        return Verdict(True, "ok") if metrics["top1"] >= floor else Verdict(False, "below reference")
+    lo, hi = metrics["top1_ci95"]
+    interval = f"(n={n}, 95 % CI {lo:.3f}–{hi:.3f})"
+    if hi < floor:
+        return Verdict(False, f"significantly worse {interval}")
+    return Verdict(None, f"not comparable {interval}")
+
+
+def applies(row: dict[str, Any]) -> bool:
+    """Whether a stored row is judged; rows of run.json files older than the ``applies`` field say "ok"."""
+    return bool(row.get("applies", row["status"] == "ok"))
+
+
 def compare(metrics: dict, references: list[Reference], recipe: dict[str, Any]) -> pd.DataFrame:
-    """One row per published number: reference, measured, delta (points), whether it applies."""
+    """One row per published number: reference, measured, delta (points), whether it applies, the verdict."""
     rows = []
     for r in references:
+        why_not = status(r, recipe)
         rows.append({"source": r.source, "setting": r.setting, "ref_top1": r.top1, "top1": metrics["top1"],
                      "delta_top1": metrics["top1"] - r.top1, "ref_top5": r.top5, "top5": metrics["top5"],
-                     "delta_top5": None if r.top5 is None else metrics["top5"] - r.top5,
-                     "status": status(r, recipe)})
+                     "delta_top5": None if r.top5 is None else metrics["top5"] - r.top5, "ref_n": r.n,
+                     "applies": why_not == "ok",
+                     "status": judge(metrics, r.top1, r.n, TOLERANCE).status if why_not == "ok" else why_not})
     return pd.DataFrame(rows, columns=["source", "setting", "ref_top1", "top1", "delta_top1", "ref_top5", "top5",
-                                       "delta_top5", "status"])
+                                       "delta_top5", "ref_n", "applies", "status"])
 
 
 def comparable(n: int) -> bool:
@@ -63,13 +96,15 @@ def format_table(metrics: dict, table: pd.DataFrame) -> str:
     if table.empty:
         lines.append("no published reference in the model config")
         return "\n".join(lines)
-    shown = table.drop(columns=["setting", "top1", "top5"])
+    shown = table.drop(columns=["setting", "top1", "top5", "ref_n", "applies"])
     for col in ("delta_top1", "delta_top5"):
         shown[col] = [("-" if v is None or v != v else f"{v:+.3f}") for v in shown[col]]
     shown = shown.rename(columns={"ref_top1": "ref top-1", "delta_top1": "Δ top-1",
                                   "ref_top5": "ref top-5", "delta_top5": "Δ top-5"})
     lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
-    if not comparable(metrics["n"]):
-        lines.append(f"note: {metrics['n']} images, not the {VAL_IMAGES} ILSVRC2012 validation images "
-                     "the references were measured on; the deltas are not a verdict")
+    fewer = table[table["applies"] & (table["ref_n"] > metrics["n"])]
+    if not fewer.empty:
+        lines.append(f"note: {metrics['n']} images, fewer than the {fewer['ref_n'].max()} a reference was measured on: "
+                     f"it fails only when the whole 95 % CI of top-1 lies below it minus {TOLERANCE:g}, "
+                     "otherwise it is not comparable")
     return "\n".join(lines)

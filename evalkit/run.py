@@ -99,7 +99,9 @@ def _combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done
     scorer = Scorer(num_classes)
     scorer.update_topk([s.id for s in samples], np.array([s.label for s in samples]), top)
     scorer.background_class = new.scorer.background_class if todo else None
-    return pipeline.Outcome(scorer, digests, logits, new.bad)
+    saved_bad = {i: reason for i, reason in zip(prior["ids"], prior.get("bad", ())) if reason}
+    bad = {s.id: saved_bad.get(s.id) or new.bad[s.id] for s in samples if s.id in saved_bad or s.id in new.bad}
+    return pipeline.Outcome(scorer, digests, logits, bad)
 
 
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:

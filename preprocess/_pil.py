@@ -6,7 +6,7 @@ import enum
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from evalkit.errors import UserError
 
@@ -25,6 +25,8 @@ def open_rgb(data: bytes) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
         return img.convert("RGB")
+    except UnidentifiedImageError as e:  # its message names a BytesIO address: not the same twice
+        raise UserError("cannot decode image: not a format PIL reads") from e
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot decode image: {e}") from e
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.errors import UserError
+from evalkit.errors import UserError, at_least
 from evalkit.export import file_sha256, onnx_file
 from evalkit.runtime import Context, Runtime
 
@@ -28,6 +28,10 @@ class Options:
     inter_op_threads: int = 0
     #: idle ORT threads spin-wait by default; off leaves the cores to the decode workers between batches
     allow_spinning: bool = False
+
+    def __post_init__(self) -> None:
+        for key, minimum in (("batch_size", 1), ("intra_op_threads", 0), ("inter_op_threads", 0)):
+            at_least(f"runtime.{key}", getattr(self, key), minimum)
 
 
 def _dim(d: Any) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.errors import UserError
+from evalkit.errors import UserError, at_least
 from evalkit.export import load_torch_model
 from evalkit.runtime import Context, Runtime
 
@@ -23,6 +23,10 @@ class Options:
     batch_size: int = 32
     #: intra-op threads; 0 keeps PyTorch's default
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        for key, minimum in (("batch_size", 1), ("threads", 0)):
+            at_least(f"runtime.{key}", getattr(self, key), minimum)
 
 
 class TorchRuntime(Runtime):

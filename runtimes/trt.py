@@ -25,7 +25,7 @@ import numpy as np
 
 from evalkit.dataset import Sample
 from evalkit.dataset import fingerprint as samples_fingerprint
-from evalkit.errors import UserError
+from evalkit.errors import UserError, at_least
 from evalkit.export import file_sha256, onnx_file
 from evalkit.pipeline import Prepared
 from evalkit.runtime import Context, Runtime
@@ -52,8 +52,10 @@ class Options:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserError(f"runtime.precision={self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.batch_size < 1 or self.calib_batch < 1 or self.calib_size < 1:
-            raise UserError("runtime.batch_size, runtime.calib_batch and runtime.calib_size must be positive")
+        for key in ("batch_size", "workspace_mib", "calib_size", "calib_batch", "latency_iters"):
+            at_least(f"runtime.{key}", getattr(self, key), 1)
+        if any(b < 1 for b in self.latency_batches):
+            raise UserError(f"runtime.latency_batches={self.latency_batches} is out of range: each must be >= 1")
 
 
 def calibration_subset(samples: list[Sample], size: int) -> list[Sample]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,9 @@ def test_demo_runs_with_no_arguments(lite0_onnx, cache_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     run, predictions = load_run(tmp_path / "r")
     assert run["metrics"]["n"] == 4 and len(predictions) == 4
-    assert "ref top-1" in out.stdout and "not the 50000" in out.stdout
+    # 4 photos say nothing about a 50,000-image number: no verdict, and never "ok"
+    table = out.stdout.split("ref top-1", 1)[1]
+    assert "not comparable (n=4, 95 % CI" in table and not re.search(r"\bok\b", table)
 
 
 def test_recipe_in_the_model_metadata_that_disagrees_is_reported(lite0_onnx, tmp_path):
@@ -139,6 +142,25 @@ def test_bad_input_is_one_message_exit_2_and_no_run_left(tmp_path, case, message
     assert "Traceback" not in out.stderr and "Error executing job" not in out.stderr
     assert out.stderr.count("evalkit: ") == 1
     assert not results.exists() or not any(results.iterdir())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("runtime.batch_size=-3", "runtime.batch_size=-3 is out of range: must be >= 1"),
+    ("workers=-2", "workers=-2 is out of range: must be >= 0"),
+    ("dataset.shard=1", "dataset.shard=1 is out of range: must be in 0..0 (dataset.num_shards=1)"),
+])
+def test_value_out_of_range_stops_before_any_image_is_read(tmp_path, override, message):
+    """Every image is corrupt: reading one would fail the run with another message."""
+    root = imagefolder(tmp_path)
+    for image in root.glob("*/*.JPEG"):
+        image.write_bytes(b"\xff\xd8 truncated")
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    out = run_cli(f"model.onnx={tiny_onnx(tmp_path / 'tiny.onnx')}", "model.references=[]", "dataset=imagefolder",
+                  f"dataset.root={root}", f"results.dir={results}", override, cwd=tmp_path, cache=cache)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == f"evalkit: error: {message}"
+    assert "model " not in out.stdout
+    assert not results.exists() and not cache.exists()
 
 
 def test_fixed_batch_model_pads_the_last_batch(tmp_path):

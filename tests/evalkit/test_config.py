@@ -13,7 +13,7 @@ from evalkit.config import compose
 from evalkit.errors import UserError
 from preprocess._pil import Interpolation
 
-from ..conftest import REPO  # noqa: TID252
+from ..conftest import REPO, run_cli  # noqa: TID252
 
 
 def test_default_config_is_the_demo():
@@ -40,6 +40,44 @@ def test_overrides_reach_the_typed_config():
 def test_bad_overrides_fail_at_composition(override):
     with pytest.raises((HydraException, OmegaConfBaseException, UserError)):
         compose([override])
+
+
+@pytest.mark.parametrize("override,advice", [
+    ("runtime.batchsize=8", "unknown key runtime.batchsize; did you mean runtime.batch_size?"),
+    ("worker=2", "unknown key worker; did you mean workers?"),
+    ("dataset.per_clas=2", "unknown key dataset.per_clas; did you mean dataset.per_class?"),
+    ("runtime=torch runtime.thread=2", "did you mean runtime.threads?"),  # the selected runtime's schema
+    ("dataset.zzz=1", "unknown key dataset.zzz; valid keys of dataset: bad_images, files, labels, layout, limit,"),
+    ("+runtime.batchsiz=8", "unknown key runtime.batchsiz; did you mean runtime.batch_size?"),
+    ("+worker=2", "unknown key worker; did you mean workers?"),
+])
+def test_misspelt_key_names_the_schemas_closest_key_never_plus(tmp_path, override, advice):
+    out = run_cli(*override.split(), cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert advice in out.stderr
+    assert "+" not in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.count("evalkit: ") == 1
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["runtime.batch_size=-3"], "runtime.batch_size=-3 is out of range: must be >= 1"),
+    (["runtime=torch", "runtime.batch_size=0"], "runtime.batch_size=0 is out of range: must be >= 1"),
+    (["runtime=trt", "runtime.batch_size=0"], "runtime.batch_size=0 is out of range: must be >= 1"),
+    (["runtime.intra_op_threads=-1"], "runtime.intra_op_threads=-1 is out of range: must be >= 0"),
+    (["runtime=torch", "runtime.threads=-1"], "runtime.threads=-1 is out of range: must be >= 0"),
+    (["runtime=trt", "runtime.latency_iters=0"], "runtime.latency_iters=0 is out of range: must be >= 1"),
+    (["workers=-2"], "workers=-2 is out of range: must be >= 0"),
+    (["dataset.limit=0"], "dataset.limit=0 is out of range: must be >= 1"),
+    (["dataset.per_class=0"], "dataset.per_class=0 is out of range: must be >= 1"),
+    (["dataset.num_shards=0"], "dataset.num_shards=0 is out of range: must be >= 1"),
+    (["dataset.num_shards=2", "dataset.shard=2"], "dataset.shard=2 is out of range: must be in 0..1 (dataset.num_shards=2)"),
+    (["dataset.shard=-1"], "dataset.shard=-1 is out of range: must be in 0..0 (dataset.num_shards=1)"),
+    (["results.checkpoint_s=-1"], "results.checkpoint_s=-1.0 is out of range: must be >= 0"),
+])
+def test_values_out_of_range_name_the_key_and_the_range(overrides, message):
+    with pytest.raises(UserError) as e:
+        compose(overrides)
+    assert str(e.value) == message
 
 
 def test_import_evalkit_does_not_import_heavy_dependencies():

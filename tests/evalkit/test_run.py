@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from evalkit.config import compose
@@ -36,10 +37,13 @@ def test_bad_images_fail_by_default_or_count_wrong_and_are_listed(tmp_path):
     assert any("count as wrong" in w for w in run["warnings"])
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, log: Path | None = None) -> subprocess.Popen:
+    """``python -m evalkit ARGS`` in its own session; output to ``log`` where a leftover child could hold a pipe."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 (the child owns it)
     return subprocess.Popen([sys.executable, "-m", "evalkit", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def wait_for_checkpoint(results: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -50,20 +54,35 @@ def wait_for_checkpoint(results: Path, proc: subprocess.Popen, timeout: float = 
         time.sleep(0.05)
 
 
-def run_args(onnx, sample_root, results, *extra):
+def run_args(onnx, sample_root, results, *extra, workers=1, batch_size="4"):
     return [f"model.onnx={onnx}", "dataset=imagefolder", f"dataset.root={sample_root}", f"results.dir={results}",
-            "progress=false", "runtime.batch_size=4", "runtime.intra_op_threads=1", "workers=1",
+            "progress=false", f"runtime.batch_size={batch_size}", "runtime.intra_op_threads=1", f"workers={workers}",
             "results.checkpoint_s=0", "cache.enabled=false", *extra]
 
 
-def test_a_killed_run_resumes_with_only_the_remaining_images(ort_run, lite0_onnx, sample_root, tmp_path):
-    results = tmp_path / "results"
-    proc = start(run_args(lite0_onnx, sample_root, results), tmp_path)
-    wait_for_checkpoint(results, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not list(results.glob("*/run.json"))
-    resumed = run_cli(*run_args(lite0_onnx, sample_root, results, "resume=true"), cwd=tmp_path)
+def alive_in_session(session: int) -> list[psutil.Process]:
+    """Processes of a session that still live (an exited process waiting for init to reap it has ended)."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == session and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (OSError, psutil.Error):
+            pass  # gone meanwhile
+    return found
+
+
+def assert_session_ends(session: int, within_s: float = 5.0) -> None:
+    time.sleep(within_s)
+    left = alive_in_session(session)
+    for p in left:  # never leave them behind, even when the test fails
+        p.kill()
+    assert not left, [(p.pid, p.cmdline()) for p in left]
+
+
+def resume_and_compare(args: list[str], results: Path, tmp_path: Path, ort_run) -> dict:
+    """Resume an interrupted run; it must equal the uninterrupted one image by image."""
+    resumed = run_cli(*args, "resume=true", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     done = int(resumed.stdout.split("resuming: ")[1].split(" of ")[0])
     assert 0 < done < 200
@@ -71,10 +90,35 @@ def test_a_killed_run_resumes_with_only_the_remaining_images(ort_run, lite0_onnx
     run = json.loads((run_dir / "run.json").read_text())
     ort, ort_predictions, _ = ort_run
     assert run["metrics"] == ort["metrics"]
-    ours = pd.read_csv(run_dir / "predictions.csv")
-    assert ours.equals(ort_predictions)
+    assert pd.read_csv(run_dir / "predictions.csv").equals(ort_predictions)
     assert run["dataset"]["content_fingerprint"] == ort["dataset"]["content_fingerprint"]
     assert not list(results.glob(".partial/*"))
+    return run
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
+def test_a_killed_run_leaves_no_process_and_resumes_identically(sig, code, ort_run, lite0_onnx, sample_root, tmp_path):
+    """A scheduler sends SIGTERM, then SIGKILL, to the run alone: its decode workers and fork server go too."""
+    results = tmp_path / "results"
+    args = run_args(lite0_onnx, sample_root, results, workers=3)
+    proc = start(args, tmp_path, log=tmp_path / "log")
+    wait_for_checkpoint(results, proc)
+    assert len(alive_in_session(proc.pid)) >= 4  # the run, the fork server, three workers
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=60) == code, (tmp_path / "log").read_text()
+    assert_session_ends(proc.pid)
+    assert not list(results.glob("*/run.json"))
+    resume_and_compare(args, results, tmp_path, ort_run)
+
+
+def test_a_sweep_killed_leaves_no_joblib_worker_behind(lite0_onnx, sample_root, tmp_path):
+    results = tmp_path / "results"
+    proc = start(["-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                  *run_args(lite0_onnx, sample_root, results, batch_size="2,4")], tmp_path, log=tmp_path / "log")
+    wait_for_checkpoint(results, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert_session_ends(proc.pid)
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(lite0_onnx, sample_root, tmp_path):
@@ -115,3 +159,34 @@ def test_label_file_paths_may_not_leave_the_root(tmp_path):
     (tmp_path / "val.txt").write_text("../secret.JPEG 1\n")
     with pytest.raises(UserError, match="outside the dataset root"):
         evaluate(compose(["dataset=labelfile", f"dataset.root={tmp_path / 'val'}", f"dataset.labels={tmp_path / 'val.txt'}"]))
+
+
+def test_a_resumed_run_keeps_the_bad_images_found_before_the_kill(lite0_onnx, sample_root, tmp_path):
+    """count_wrong: the bad-image list and its reasons survive a kill, as predictions and metrics do."""
+    root = tmp_path / "val"
+    photos = sorted(sample_root.glob("*/*.JPEG"))
+    for photo in photos:
+        (root / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        (root / photo.parent.name / photo.name).symlink_to(photo)
+    early, late = photos[1], photos[-2]  # one bad image before the kill, one after it
+    for photo in (early, late):
+        target = root / photo.parent.name / photo.name
+        target.unlink()
+        target.write_bytes(b"not a jpeg")
+    args = [*run_args(lite0_onnx, root, tmp_path / "killed"), "dataset.bad_images=count_wrong"]
+    proc = start(args, tmp_path, log=tmp_path / "log")
+    wait_for_checkpoint(tmp_path / "killed", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    resumed = run_cli(*args, "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: 0 of" not in resumed.stdout
+    straight = run_cli(*run_args(lite0_onnx, root, tmp_path / "straight"), "dataset.bad_images=count_wrong",
+                       cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    (a,), (b,) = [list((tmp_path / d).glob("*/run.json")) for d in ("killed", "straight")]
+    resumed_run, straight_run = json.loads(a.read_text()), json.loads(b.read_text())
+    assert resumed_run["bad_images"] == straight_run["bad_images"]
+    assert set(straight_run["bad_images"]["examples"]) == {early.stem, late.stem}
+    assert resumed_run["metrics"] == straight_run["metrics"]
+    assert pd.read_csv(a.parent / "predictions.csv").equals(pd.read_csv(b.parent / "predictions.csv"))
