@@ -81,7 +81,7 @@ def stage_costs(root: Path, onnx: str, n: int) -> dict:
     import numpy as np
     import onnxruntime
 
-    import preprocess
+    from evalkit import preprocess
     from evalkit.config import compose
 
     recipe = preprocess.build(compose().preprocess)
@@ -152,7 +152,7 @@ def main() -> None:
     if not SAMPLE.is_dir():
         raise SystemExit(f"needs the shared images at {SAMPLE}")
     sys.path.insert(0, str(REPO))
-    import preprocess
+    from evalkit import preprocess
     from evalkit.config import cache_dir, compose
     from evalkit.export import onnx_file
 

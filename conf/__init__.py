@@ -1,1 +1,1 @@
-"""evalkit's Hydra config tree, shipped as package data (``pkg://conf``)."""
+"""evalkit's Hydra config tree, shipped as package data (``pkg://evalkit.conf``)."""

@@ -94,5 +94,5 @@ def main() -> None:
     register()
     import hydra
 
-    app = hydra.main(version_base=None, config_path="pkg://conf", config_name="config")(_task)
+    app = hydra.main(version_base=None, config_path="pkg://evalkit.conf", config_name="config")(_task)
     exit_on_user_error(app)

@@ -19,8 +19,8 @@ from typing import Any, Iterable, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-import preprocess
-import runtimes
+from evalkit import preprocess
+from evalkit import runtimes
 from evalkit.errors import UserError, at_least
 
 
@@ -175,7 +175,7 @@ def compose(overrides: list[str] | None = None) -> Any:
     from hydra import compose as hydra_compose, initialize_config_module
 
     register()
-    with initialize_config_module(config_module="conf", version_base=None):
+    with initialize_config_module(config_module="evalkit.conf", version_base=None):
         cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
     return to_object(cfg)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from evalkit.config import ModelConfig
 from evalkit.errors import UserError
-from preprocess import Recipe, params_dict
+from evalkit.preprocess import Recipe, params_dict
 
 RECIPE_KEY = "evalkit.recipe"
 MODEL_KEY = "evalkit.model"
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             list(sys.argv[1:] if argv is None else argv),
             "python -m evalkit.export model=NAME model.weights=PTH output=OUT.onnx")
         cfg = compose(overrides)
-        import preprocess
+        from evalkit import preprocess
 
         recipe = preprocess.build(cfg.preprocess)
         print(f"recipe {recipe.family}:\n{recipe.describe()}")

@@ -69,7 +69,7 @@ class Check:
 
 def load_config(path: Path | None) -> GateConfig:
     text = (path.read_text() if path else
-            resources.files("conf").joinpath("gate/default.yaml").read_text())
+            resources.files("evalkit.conf").joinpath("gate/default.yaml").read_text())
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GateConfig), OmegaConf.create(text)))
     except Exception as e:  # OmegaConf's validation errors name the key

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-import preprocess
+from evalkit import preprocess
 from evalkit import dataset as datasets
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         output, overrides = output_and_overrides(
             list(sys.argv[1:] if argv is None else argv), "python -m evalkit.inputs runtime=NAME [overrides] output=DIR")
         cfg = compose(overrides)
-        module = importlib.import_module(f"runtimes.{cfg.runtime.name}")
+        module = importlib.import_module(f"evalkit.runtimes.{cfg.runtime.name}")
         if not hasattr(module, "write_inputs"):
             raise UserError(f"runtime {cfg.runtime.name} reads no exported inputs; "
                             "runtimes that do: ascend (.bin + .info), vamp (npz + datalist)")

@@ -27,7 +27,7 @@ from evalkit.scoring import K, Scorer
 from evalkit.tensorcache import TensorCache
 from evalkit.workers import default_workers
 from evalkit.workers import pool as workers_pool
-from preprocess import Recipe
+from evalkit.preprocess import Recipe
 
 
 @dataclass

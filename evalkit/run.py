@@ -19,7 +19,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 import evalkit
-import preprocess
+from evalkit import preprocess
 from evalkit import dataset as datasets
 from evalkit import history, pipeline, record, reference
 from evalkit.checkpoint import Checkpoint
@@ -30,7 +30,7 @@ from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
 from evalkit.runtime import Context, OfflineRuntime, Runtime, open_runtime
 from evalkit.scoring import Scorer
-from preprocess import Recipe, params_dict
+from evalkit.preprocess import Recipe, params_dict
 
 
 def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list[str]:

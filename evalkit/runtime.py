@@ -18,7 +18,7 @@ import numpy as np
 from evalkit.config import ModelConfig
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
-from preprocess import Recipe
+from evalkit.preprocess import Recipe
 
 
 @dataclass
@@ -104,9 +104,9 @@ class OfflineRuntime(abc.ABC):
 def open_runtime(options: Any, context: Context) -> Runtime | OfflineRuntime:
     """Import ``runtimes.<options.name>`` and open it."""
     try:
-        module = importlib.import_module(f"runtimes.{options.name}")
+        module = importlib.import_module(f"evalkit.runtimes.{options.name}")
     except ModuleNotFoundError as e:
-        if e.name != f"runtimes.{options.name}":
+        if e.name != f"evalkit.runtimes.{options.name}":
             raise
         raise UserError(f"unknown runtime {options.name!r}") from e
     return module.open(options, context)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.dataset import Sample
-from preprocess import Recipe
+from evalkit.preprocess import Recipe
 
 #: persist the done flags at least this often (rows), so an interruption loses little work
 SAVE_EVERY = 512

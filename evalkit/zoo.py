@@ -12,7 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
-import preprocess
+from evalkit import preprocess
 from evalkit import reference
 from evalkit.config import Config, compose
 
@@ -28,7 +28,7 @@ def names() -> list[str]:
             elif child.name.endswith(".yaml"):
                 found.append(prefix + child.name[: -len(".yaml")])
 
-    walk(resources.files("conf").joinpath("model"), "")
+    walk(resources.files("evalkit.conf").joinpath("model"), "")
     return sorted(found)
 
 

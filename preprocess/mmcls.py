@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from evalkit.errors import UserError
-from preprocess import _cv2
-from preprocess._pil import Interpolation
+from evalkit.preprocess import _cv2
+from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow", "opencv-python-headless", "opencv-python")
 

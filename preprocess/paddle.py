@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evalkit.errors import UserError
-from preprocess import _cv2
+from evalkit.preprocess import _cv2
 
 LIBRARIES = ("opencv-python-headless", "opencv-python")
 

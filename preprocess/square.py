@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 
 from evalkit.errors import UserError
-from preprocess import _cv2, _pil
-from preprocess._pil import Interpolation
+from evalkit.preprocess import _cv2, _pil
+from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow", "opencv-python-headless", "opencv-python")
 

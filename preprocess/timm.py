@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evalkit.errors import UserError
-from preprocess import _pil
-from preprocess._pil import Interpolation
+from evalkit.preprocess import _pil
+from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow",)
 

@@ -21,7 +21,7 @@ from evalkit.errors import UserError
 from evalkit.inputs import write_each
 from evalkit.pipeline import Prepared
 from evalkit.runtime import BadOutput, Context, OfflineRuntime
-from preprocess import Recipe
+from evalkit.preprocess import Recipe
 
 #: file name patterns, most specific first: (format, regex)
 PATTERNS = [

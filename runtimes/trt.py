@@ -29,7 +29,7 @@ from evalkit.errors import UserError, at_least
 from evalkit.export import file_sha256, onnx_file
 from evalkit.pipeline import Prepared
 from evalkit.runtime import Context, Runtime
-from runtimes._cuda import Cuda, open_cuda
+from evalkit.runtimes._cuda import Cuda, open_cuda
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -24,7 +24,7 @@ from evalkit.errors import UserError
 from evalkit.inputs import write_each
 from evalkit.pipeline import ordered
 from evalkit.runtime import BadOutput, Context, OfflineRuntime
-from preprocess import Recipe, _cv2
+from evalkit.preprocess import Recipe, _cv2
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
 _RESULT_LINE = re.compile(r"^(?P<path>.+): Relay top-(?P<k>\d+) id: (?P<id>-?\d+), prob: (?P<prob>\S+), class name: .*$")

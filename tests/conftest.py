@@ -40,7 +40,7 @@ def lite0_onnx(cache_dir) -> Path:
     pytest.importorskip("torch", reason="exporting the demo model needs evalkit[torch]")
     from evalkit.config import cache_dir as cfg_cache_dir, compose
     from evalkit.export import onnx_file
-    import preprocess
+    from evalkit import preprocess
 
     cfg = compose([f"cache_dir={cache_dir}"])
     return onnx_file(cfg.model, preprocess.build(cfg.preprocess), cfg_cache_dir(cfg))

@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evalkit.config import compose
 from evalkit.errors import UserError
-from preprocess._pil import Interpolation
+from evalkit.preprocess._pil import Interpolation
 
 from ..conftest import REPO, run_cli  # noqa: TID252
 

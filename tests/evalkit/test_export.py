@@ -12,11 +12,11 @@ import numpy as np
 import onnxruntime
 import pytest
 
-import preprocess
+from evalkit import preprocess
 from evalkit.config import ModelConfig, compose
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY, cached_path, export, onnx_file
-from preprocess import params_dict
+from evalkit.preprocess import params_dict
 
 from ..conftest import REPO  # noqa: TID252
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-import preprocess
+from evalkit import preprocess
 from evalkit.config import compose
 
 from ..conftest import REPO, run_in_process  # noqa: TID252

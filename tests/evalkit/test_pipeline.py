@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import preprocess
+from evalkit import preprocess
 from evalkit.config import compose
 from evalkit.dataset import load
 from evalkit.errors import UserError

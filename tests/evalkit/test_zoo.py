@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import preprocess
+from evalkit import preprocess
 from evalkit import zoo
 from evalkit.config import compose
 

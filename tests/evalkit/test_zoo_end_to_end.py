@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import preprocess
+from evalkit import preprocess
 from evalkit import zoo
 from evalkit.classes import imagenet1k
 from evalkit.config import compose

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess
+from evalkit import preprocess
 from evalkit.errors import UserError
 
 from .conftest import encode

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess
-from preprocess import _cv2, mmcls
-from preprocess.mmcls import Params
+from evalkit import preprocess
+from evalkit.preprocess import _cv2, mmcls
+from evalkit.preprocess.mmcls import Params
 
 T = pytest.importorskip("torchvision.transforms", reason="geometry parity needs evalkit[torch]")
 cv2 = pytest.importorskip("cv2", reason="the mmcls recipe needs evalkit[opencv]")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess
-from preprocess.paddle import Params, resized_size
+from evalkit import preprocess
+from evalkit.preprocess.paddle import Params, resized_size
 
 cv2 = pytest.importorskip("cv2", reason="the paddle recipe needs evalkit[opencv]")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess
-from preprocess._pil import Interpolation
-from preprocess.resnest import Params, crop_box
+from evalkit import preprocess
+from evalkit.preprocess._pil import Interpolation
+from evalkit.preprocess.resnest import Params, crop_box
 
 T = pytest.importorskip("torchvision.transforms", reason="parity with torchvision needs evalkit[torch]")
 

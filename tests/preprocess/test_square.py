@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess
-from preprocess.square import Params
+from evalkit import preprocess
+from evalkit.preprocess.square import Params
 
 cv2 = pytest.importorskip("cv2", reason="the square recipe resizes with OpenCV: evalkit[opencv]")
 

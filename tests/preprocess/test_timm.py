@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess
+from evalkit import preprocess
 from evalkit.errors import UserError
-from preprocess._pil import Interpolation
-from preprocess.timm import Params, scale_size
+from evalkit.preprocess._pil import Interpolation
+from evalkit.preprocess.timm import Params, scale_size
 
 timm_data = pytest.importorskip("timm.data", reason="parity with timm needs evalkit[torch]")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.pipeline import evaluate_offline
-from runtimes import ascend, vamp
+from evalkit.runtimes import ascend, vamp
 
 SAMPLES = [Sample("img_a", Path("a.JPEG"), 7), Sample("img_b", Path("b.JPEG"), 3)]
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

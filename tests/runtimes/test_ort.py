@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import preprocess
+from evalkit import preprocess
 from evalkit.config import ModelConfig
 from evalkit.errors import UserError
 from evalkit.runtime import Context, open_runtime
-from preprocess.timm import Params
-from runtimes.ort import Options
+from evalkit.preprocess.timm import Params
+from evalkit.runtimes.ort import Options
 
 from ..conftest import tiny_onnx  # noqa: TID252
 

@@ -11,8 +11,8 @@ import pytest
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.runtime import Runtime
-from runtimes._cuda import open_cuda
-from runtimes.trt import Options, calibration_subset, engine_key
+from evalkit.runtimes._cuda import open_cuda
+from evalkit.runtimes.trt import Options, calibration_subset, engine_key
 
 from ..conftest import run_cli, run_in_process  # noqa: TID252
 
