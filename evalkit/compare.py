@@ -18,46 +18,39 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit import history, reference
+from evalkit import history, record
 from evalkit.errors import UserError
+from evalkit.record import RunRecord
 
 
-def _run(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(path) / "run.json").read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not a run directory (no run.json)") from None
-
-
-def _label(run: dict[str, Any]) -> str:
-    """How a run is named in tables and plots: runtime (precision) and recipe family."""
-    precision = run["runtime"].get("precision")
-    runtime = run["runtime"]["name"] + (f" {precision}" if precision else "")
-    return f"{runtime} / {run['recipe']['family']}"
+def _label(run: RunRecord) -> str:
+    """How a run is named in tables and plots: runtime (precision, where the runtime has the setting) and recipe."""
+    precision = run.precision_setting
+    runtime = run.runtime_name + (f" {precision}" if precision else "")
+    return f"{runtime} / {run.recipe['family']}"
 
 
 def load(paths: Sequence[str | Path]) -> pd.DataFrame:
     """One row per run directory: what ran, its accuracy, its delta to the first applicable reference, speed."""
     rows = []
     for path in paths:
-        run = _run(Path(path))
-        refs = [r for r in run["reference"]["rows"] if reference.applies(r)]
+        run = record.load(path)
+        refs = run.applicable_references
         rows.append({
-            "id": run["id"], "path": str(Path(path).resolve()), "model": run["model"]["name"],
-            "runtime": run["runtime"]["name"], "precision": run["runtime"].get("precision", "fp32"),
-            "recipe": run["recipe"]["family"], "label": _label(run), "n": run["metrics"]["n"],
-            **{f"top{k}": run["metrics"][f"top{k}"] for k in range(1, 6)},
+            "id": run.id, "path": str(Path(path).resolve()), "model": run.model_name,
+            "runtime": run.runtime_name, "precision": run.precision,
+            "recipe": run.recipe["family"], "label": _label(run), "n": run.metrics["n"],
+            **{f"top{k}": run.metrics[f"top{k}"] for k in range(1, 6)},
             "reference": refs[0]["source"] if refs else None, "ref_top1": refs[0]["ref_top1"] if refs else None,
-            "delta_top1": run["metrics"]["top1"] - refs[0]["ref_top1"] if refs else None,
-            "images_per_s": (run.get("timing") or {}).get("images_per_s"),
+            "delta_top1": run.metrics["top1"] - refs[0]["ref_top1"] if refs else None,
+            "images_per_s": (run.timing or {}).get("images_per_s"),
         })
     return pd.DataFrame(rows)
 
@@ -251,7 +244,7 @@ def report(paths: Sequence[str | Path], out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.cli import exit_on_user_error
+    from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.compare", description="Compare runs side by side.")
     parser.add_argument("runs", nargs="+", help="run directories")

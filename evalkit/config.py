@@ -1,8 +1,8 @@
 """Structured config: the schema Hydra validates every composed config against.
 
 The top-level schema lives here; each recipe family's ``Params`` and each runtime's
-``Options`` live beside their code and are registered under their config group as
-``<name>_schema``, so a misspelt key or a wrong type fails before any work starts.
+``Options`` live beside their code (plug-ins found by entry point) and are registered under their
+config group as ``<name>_schema``, so a misspelt key or a wrong type fails before any work starts.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import importlib.util
 import os
-import pkgutil
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -19,8 +19,7 @@ from typing import Any, Iterable, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from evalkit import preprocess
-from evalkit import runtimes
+from evalkit.contract import GROUPS, load, plugins
 from evalkit.errors import UserError, at_least
 
 
@@ -154,17 +153,28 @@ def _package_dir(name: str) -> str:
     return str(Path(list(spec.submodule_search_locations)[0]))
 
 
+def _shipped_option(group: str, name: str) -> bool:
+    """Whether evalkit's own conf/ has ``<group>/<name>.yaml``."""
+    return resources.files("evalkit.conf").joinpath(group, f"{name}.yaml").is_file()
+
+
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore and the ``pkg`` resolver in OmegaConf (idempotent)."""
+    """Put the schemas in Hydra's ConfigStore and the ``pkg`` resolver in OmegaConf (idempotent).
+
+    Every runtime and recipe plug-in (entry points ``evalkit.runtimes``, ``evalkit.recipes``) gets
+    ``<group>/<name>_schema``; one that ships no YAML in conf/ (a third-party plug-in) also becomes the
+    option ``<group>/<name>`` itself, so ``runtime=<name>`` selects it with its defaults.
+    """
     if not OmegaConf.has_resolver("pkg"):
         OmegaConf.register_new_resolver("pkg", _package_dir)
     cs = ConfigStore.instance()
     cs.store(name="evalkit_schema", node=Config)
-    for group, package, cls in (("preprocess", preprocess, "Params"), ("runtime", runtimes, "Options")):
-        for m in pkgutil.iter_modules(package.__path__):
-            if not m.name.startswith("_"):
-                module = importlib.import_module(f"{package.__name__}.{m.name}")
-                cs.store(group=group, name=f"{m.name}_schema", node=getattr(module, cls))
+    for group, kind, cls in (("preprocess", "recipe", "Params"), ("runtime", "runtime", "Options")):
+        for name in plugins(GROUPS[kind]):
+            node = getattr(load(GROUPS[kind], name), cls)
+            cs.store(group=group, name=f"{name}_schema", node=node)
+            if not _shipped_option(group, name):
+                cs.store(group=group, name=name, node=node)
 
 
 def compose(overrides: list[str] | None = None) -> Any:

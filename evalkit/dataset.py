@@ -5,24 +5,16 @@ Labels are 0-based indices in the sorted-wnid order (see ``evalkit.classes``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.classes import imagenet1k
 from evalkit.config import DatasetConfig
+from evalkit.contract import Sample, samples_fingerprint
 from evalkit.errors import UserError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-
-
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    path: Path
-    label: int
 
 
 def load(cfg: DatasetConfig) -> list[Sample]:
@@ -65,10 +57,7 @@ def subset(samples: list[Sample], limit: int | None = None, per_class: int | Non
 
 def fingerprint(samples: list[Sample]) -> str:
     """Hash of the sample list (ids and labels); the run also hashes the image bytes it reads."""
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(f"{s.id}\t{s.label}\n".encode())
-    return h.hexdigest()[:16]
+    return samples_fingerprint(samples)
 
 
 def _root(cfg: DatasetConfig) -> Path:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import ModelConfig
+from evalkit.contract import Recipe, file_sha256, params_dict
 from evalkit.errors import UserError
-from evalkit.preprocess import Recipe, params_dict
 
 RECIPE_KEY = "evalkit.recipe"
 MODEL_KEY = "evalkit.model"
@@ -37,14 +37,6 @@ def _require_torch() -> tuple[Any, Any]:
     except ImportError as e:
         raise UserError(f"exporting to ONNX needs PyTorch and timm ({e.name} is missing): pip install 'evalkit[torch]'") from e
     return torch, timm
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_torch_model(model: ModelConfig) -> Any:
@@ -167,7 +159,7 @@ def _format_check(figures: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m evalkit.export [overrides] output=PATH``: overrides as for ``python -m evalkit``."""
-    from evalkit.cli import exit_on_user_error, output_and_overrides
+    from evalkit.commands import exit_on_user_error, output_and_overrides
     from evalkit.config import compose
 
     def run() -> None:

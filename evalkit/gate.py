@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from evalkit import history, record, reference
 from evalkit.errors import UserError
+from evalkit.record import RunRecord
 
 
 @dataclass
@@ -84,7 +85,7 @@ def limits(cfg: GateConfig, model: str, runtime: str, precision: str) -> dict[st
     return found
 
 
-def baseline(runs: pd.DataFrame, run: dict[str, Any]) -> pd.Series | None:
+def baseline(runs: pd.DataFrame, run: RunRecord) -> pd.Series | None:
     """The latest earlier run of the same model/runtime/precision/recipe/sample list that passed the gate."""
     r = history.row(run, Path("."))
     same = runs[(runs["model"] == r["model"]) & (runs["runtime"] == r["runtime"]) & (runs["precision"] == r["precision"])
@@ -94,17 +95,17 @@ def baseline(runs: pd.DataFrame, run: dict[str, Any]) -> pd.Series | None:
     return None if same.empty else same.iloc[-1]
 
 
-def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[dict[str, Any], list[Check]]:
+def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[RunRecord, list[Check]]:
     run = record.load(run_dir)
-    top1, precision = run["metrics"]["top1"], run["runtime"].get("precision", "fp32")
-    lim = limits(cfg, run["model"]["name"], run["runtime"]["name"], precision)
+    top1 = run.metrics["top1"]
+    lim = limits(cfg, run.model_name, run.runtime_name, run.precision)
     checks = []
-    applicable = [r for r in run["reference"]["rows"] if reference.applies(r)]
+    applicable = run.applicable_references
     for ref in applicable:
-        ref_n = ref.get("ref_n", reference.VAL_IMAGES)  # run.json files from before ref_n
-        verdict = reference.judge(run["metrics"], ref["ref_top1"], ref_n, lim["tolerance"])
+        ref_n = ref["ref_n"]
+        verdict = reference.judge(run.metrics, ref["ref_top1"], ref_n, lim["tolerance"])
         checks.append(Check(f"reference {ref['source']}", verdict.passed,
-                            f"{verdict.status}: top-1 {top1:.3f} on {run['metrics']['n']} images vs published "
+                            f"{verdict.status}: top-1 {top1:.3f} on {run.metrics['n']} images vs published "
                             f"{ref['ref_top1']:.3f} on {ref_n} (tolerance {lim['tolerance']:g})",
                             no_verdict="not comparable"))
     if not applicable:
@@ -124,16 +125,16 @@ def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[dict[str,
     return run, checks
 
 
-def junit(results: list[tuple[dict, list[Check]]], path: Path) -> None:
+def junit(results: list[tuple[RunRecord, list[Check]]], path: Path) -> None:
     cases = [(run, c) for run, checks in results for c in checks]
     suite = ET.Element("testsuite", name="evalkit.gate", tests=str(len(cases)),
                        failures=str(sum(c.passed is False for _, c in cases)),
                        skipped=str(sum(c.passed is None for _, c in cases)))
     for run, c in cases:
         case = ET.SubElement(suite, "testcase", name=c.name, classname=(
-            f"{run['model']['name']}.{run['runtime']['name']}.{run['runtime'].get('precision', 'fp32')}"))
+            f"{run.model_name}.{run.runtime_name}.{run.precision}"))
         if c.passed is False:
-            ET.SubElement(case, "failure", message=c.detail).text = f"run {run['id']}: {c.detail}"
+            ET.SubElement(case, "failure", message=c.detail).text = f"run {run.id}: {c.detail}"
         elif c.passed is None:
             ET.SubElement(case, "skipped", message=c.detail)
     root = ET.Element("testsuites")
@@ -141,24 +142,24 @@ def junit(results: list[tuple[dict, list[Check]]], path: Path) -> None:
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def markdown(results: list[tuple[dict, list[Check]]]) -> str:
+def markdown(results: list[tuple[RunRecord, list[Check]]]) -> str:
     lines = ["| model | runtime | precision | top-1 | check | result | detail |", "|---|---|---|---|---|---|---|"]
     for run, checks in results:
         for c in checks:
             result = {True: "pass", False: "**FAIL**", None: c.no_verdict}[c.passed]
-            lines.append(f"| {run['model']['name']} | {run['runtime']['name']} | {run['runtime'].get('precision', 'fp32')} "
-                         f"| {run['metrics']['top1']:.3f} | {c.name} | {result} | {c.detail} |")
+            lines.append(f"| {run.model_name} | {run.runtime_name} | {run.precision} "
+                         f"| {run.metrics['top1']:.3f} | {c.name} | {result} | {c.detail} |")
     return "\n".join(lines) + "\n"
 
 
-def gate(run_dirs: list[Path], db: Path, cfg: GateConfig) -> list[tuple[dict, list[Check]]]:
+def gate(run_dirs: list[Path], db: Path, cfg: GateConfig) -> list[tuple[RunRecord, list[Check]]]:
     runs = history.runs(db)
     results = []
     checked = datetime.now(timezone.utc).isoformat()
     for run_dir in run_dirs:
         run, checks = check(run_dir, runs, cfg)
         passed = all(c.passed is not False for c in checks)
-        history.add_verdict(db, run_dir, {"run_id": run["id"], "checked": checked, "passed": passed,
+        history.add_verdict(db, run_dir, {"run_id": run.id, "checked": checked, "passed": passed,
                                           "checks": [c.__dict__ for c in checks]})
         results.append((run, checks))
     return results
@@ -188,7 +189,7 @@ def _select(args: argparse.Namespace, db: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.cli import exit_on_user_error
+    from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="*", help="run directories (default: pick with --sweep / --last-sweep)")
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             junit(results, Path(args.junit))
         if args.markdown:
             Path(args.markdown).write_text(summary)
-        failed = [run["id"] for run, checks in results if any(c.passed is False for c in checks)]
+        failed = [run.id for run, checks in results if any(c.passed is False for c in checks)]
         print(f"gate: {len(results) - len(failed)} of {len(results)} runs pass" + (f"; failed: {', '.join(failed)}" if failed else ""))
         return 1 if failed else 0
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit import record
 from evalkit.errors import UserError
+from evalkit.record import RunRecord
 
 COLUMNS = ["id", "path", "created", "model", "source", "runtime", "precision", "recipe_fingerprint", "dataset",
            "list_fingerprint", "n", "top1", "top2", "top3", "top4", "top5", "sweep", "shard"]
@@ -40,27 +42,26 @@ def connect(db: Path) -> sqlite3.Connection:
     return conn
 
 
-def row(run: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The index row of a run.json."""
-    m, ds = run["metrics"], run["dataset"]
-    shard = ds.get("shard")
-    return {"id": run["id"], "path": str(path.resolve()), "created": run["created"], "model": run["model"]["name"],
-            "source": run["model"].get("source"), "runtime": run["runtime"]["name"],
-            "precision": run["runtime"].get("precision", "fp32"), "recipe_fingerprint": run["recipe"]["fingerprint"],
+def row(run: RunRecord, path: Path) -> dict[str, Any]:
+    """The index row of a run."""
+    m, ds = run.metrics, run.dataset
+    return {"id": run.id, "path": str(path.resolve()), "created": run.created, "model": run.model_name,
+            "source": run.model.get("source"), "runtime": run.runtime_name,
+            "precision": run.precision, "recipe_fingerprint": run.recipe["fingerprint"],
             "dataset": ds["name"], "list_fingerprint": ds["list_fingerprint"], "n": m["n"],
-            **{f"top{k}": m[f"top{k}"] for k in range(1, 6)}, "sweep": run.get("sweep"),
-            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
+            **{f"top{k}": m[f"top{k}"] for k in range(1, 6)}, "sweep": run.sweep,
+            "shard": None if run.shard is None else "{}/{}".format(*run.shard)}
 
 
 def add(db: Path, run_dir: Path) -> None:
-    run = json.loads((run_dir / "run.json").read_text())
+    run = record.load(run_dir)
     with closing(connect(db)) as conn, conn:
         r = row(run, run_dir)
         conn.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(COLUMNS))})", [r[c] for c in COLUMNS])
         for verdict in sorted(run_dir.glob("gate-*.json")):
             v = json.loads(verdict.read_text())
             conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
-                         (run["id"], v["checked"], int(v["passed"]), json.dumps(v)))
+                         (run.id, v["checked"], int(v["passed"]), json.dumps(v)))
 
 
 def add_verdict(db: Path, run_dir: Path, verdict: dict[str, Any]) -> None:
@@ -119,7 +120,7 @@ def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.cli import exit_on_user_error
+    from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.history", description="The index of all runs.")
     parser.add_argument("action", choices=["rebuild", "list", "plot"])

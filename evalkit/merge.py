@@ -10,6 +10,7 @@ exactly the one the shards were cut from.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,10 +21,11 @@ import pandas as pd
 from evalkit import history, record
 from evalkit.dataset import Sample, fingerprint
 from evalkit.errors import UserError
+from evalkit.record import RunRecord
 from evalkit.scoring import K, Scorer
 
 
-def _same(runs: list[dict], what: str, get) -> None:
+def _same(runs: list[RunRecord], what: str, get) -> None:
     values = {json.dumps(get(r), sort_keys=True) for r in runs}
     if len(values) > 1:
         raise UserError(f"the shard runs differ in {what}: {sorted(values)}; merge only shards of one evaluation")
@@ -31,21 +33,21 @@ def _same(runs: list[dict], what: str, get) -> None:
 
 def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     runs = [record.load(d) for d in run_dirs]
-    if any("shard" not in r["dataset"] for r in runs):
+    if any(r.shard is None for r in runs):
         raise UserError("only shard runs (dataset.num_shards > 1) can be merged")
-    _same(runs, "model", lambda r: r["model"]["name"])
-    _same(runs, "runtime", lambda r: {k: v for k, v in r["runtime"].items() if k not in ("info", "batch_size")})
-    _same(runs, "recipe", lambda r: r["recipe"]["fingerprint"])
-    _same(runs, "the sample list they were cut from", lambda r: r["dataset"]["full_list_fingerprint"])
-    num_shards = runs[0]["dataset"]["shard"][1]
-    order = sorted(range(len(runs)), key=lambda i: runs[i]["dataset"]["shard"][0])
-    if [runs[i]["dataset"]["shard"][0] for i in order] != list(range(num_shards)):
-        found = sorted(r["dataset"]["shard"][0] for r in runs)
+    _same(runs, "model", lambda r: r.model_name)
+    _same(runs, "runtime", lambda r: {k: v for k, v in r.runtime.items() if k not in ("info", "batch_size")})
+    _same(runs, "recipe", lambda r: r.recipe["fingerprint"])
+    _same(runs, "the sample list they were cut from", lambda r: r.dataset["full_list_fingerprint"])
+    num_shards = runs[0].shard[1]
+    order = sorted(range(len(runs)), key=lambda i: runs[i].shard[0])
+    if [runs[i].shard[0] for i in order] != list(range(num_shards)):
+        found = sorted(r.shard[0] for r in runs)
         raise UserError(f"need shards 0..{num_shards - 1} once each, got {found}")
     runs, run_dirs = [runs[i] for i in order], [run_dirs[i] for i in order]
     predictions = pd.concat([pd.read_csv(d / "predictions.csv") for d in run_dirs], ignore_index=True)
     samples = [Sample(i, Path(), int(label)) for i, label in zip(predictions["id"], predictions["label"])]
-    if fingerprint(samples) != runs[0]["dataset"]["full_list_fingerprint"]:
+    if fingerprint(samples) != runs[0].dataset["full_list_fingerprint"]:
         raise UserError("the shards' images together are not the sample list they were cut from")
     scorer = Scorer()
     scorer.update_topk(list(predictions["id"]), predictions["label"].to_numpy(),
@@ -53,22 +55,21 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     result = scorer.result()
     if "path" in predictions:
         result.predictions.insert(2, "path", predictions["path"])
-    result.metrics["background_class"] = runs[0]["metrics"]["background_class"]
+    result.metrics["background_class"] = runs[0].metrics["background_class"]
     logits = ([np.load(d / "logits.npy") for d in run_dirs] if all((d / "logits.npy").is_file() for d in run_dirs)
               else None)
-    merged = dict(runs[0])
-    run_id = record.new_run_id(merged["model"]["name"], merged["runtime"]["name"])
-    seconds = [r["timing"]["seconds"] for r in runs]
-    dataset = {k: v for k, v in merged["dataset"].items() if k not in ("shard", "full_n", "full_list_fingerprint")}
-    merged.update({
-        "id": run_id, "created": datetime.now(timezone.utc).isoformat(), "metrics": result.metrics,
-        "dataset": {**dataset, "n": len(samples), "list_fingerprint": fingerprint(samples),
-                    "content_fingerprint": None,
-                    "shard_content_fingerprints": [r["dataset"]["content_fingerprint"] for r in runs]},
-        "timing": {"seconds": sum(seconds), "wall_seconds_of_slowest_shard": max(seconds)},
-        "merged_from": [r["id"] for r in runs],
-        "warnings": [w for r in runs for w in r["warnings"]],
-    })
+    first = runs[0]
+    run_id = record.new_run_id(first.model_name, first.runtime_name)
+    seconds = [r.timing["seconds"] for r in runs]
+    dataset = {k: v for k, v in first.dataset.items() if k not in ("shard", "full_n", "full_list_fingerprint")}
+    merged = dataclasses.replace(
+        first, id=run_id, created=datetime.now(timezone.utc).isoformat(), metrics=result.metrics,
+        dataset={**dataset, "n": len(samples), "list_fingerprint": fingerprint(samples), "content_fingerprint": None,
+                 "shard_content_fingerprints": [r.dataset["content_fingerprint"] for r in runs]},
+        timing={"seconds": sum(seconds), "wall_seconds_of_slowest_shard": max(seconds)},
+        merged_from=[r.id for r in runs],
+        warnings=[w for r in runs for w in r.warnings],
+    )
     out = record.write(results, run_id, merged, result, np.concatenate(logits) if logits else None)
     if db is not None:
         history.add(db, out)
@@ -76,7 +77,7 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.cli import exit_on_user_error
+    from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.merge", description="Merge shard runs into one run.")
     parser.add_argument("runs", nargs="+", help="the shard run directories")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise UserError(f"{d}: not a run directory (no run.json)")
         results = Path(args.results) if args.results else dirs[0].parent
         out = merge(dirs, results, None if args.no_history else results / "history.sqlite")
-        metrics = record.load(out)["metrics"]
+        metrics = record.load(out).metrics
         print(f"merged {len(dirs)} shards: top-1 {metrics['top1']:.3f} top-5 {metrics['top5']:.3f} (n={metrics['n']})")
         print(f"run written to {out}")
 

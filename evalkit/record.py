@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +22,106 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.errors import UserError
+from evalkit.reference import VAL_IMAGES
 from evalkit.scoring import Result
+
+#: the version of run.json this code writes; files without ``schema_version`` are version 1
+SCHEMA_VERSION = 2
+#: the runtime precision of a run whose runtime has no precision setting
+DEFAULT_PRECISION = "fp32"
+
+
+@dataclass
+class RunRecord:
+    """A run's ``run.json``: the one type the results code, history, gate, compare and merge read.
+
+    The file keeps its JSON shape (other tools read it as a dict): one key per field below, plus
+    any key this version does not know (kept in ``extra``, written back as it was). Defaults for
+    what older files lack live here and nowhere else (``from_dict``).
+    """
+
+    id: str = ""
+    created: str = ""
+    evalkit: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=lambda: {"comparable": False, "rows": []})
+    timing: dict[str, Any] = field(default_factory=dict)
+    dump: dict[str, Any] | None = None
+    bad_images: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": {}})
+    sweep: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    #: a merged run: the ids of the shard runs it was made from (absent from the file otherwise)
+    merged_from: list[str] | None = None
+    #: keys of the file this version does not know
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+        """A run.json as read, of any schema version, brought up to the current one."""
+        data = dict(data)
+        version = data.pop("schema_version", 1)
+        if version > SCHEMA_VERSION:
+            raise UserError(f"run {data.get('id')}: run.json schema version {version} is newer than this "
+                            f"evalkit reads ({SCHEMA_VERSION}); upgrade evalkit")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "schema_version"}
+        run = cls(**{k: v for k, v in data.items() if k in known},
+                  extra={k: v for k, v in data.items() if k not in known})
+        # version 1 (before schema_version) may lack these fields of a reference row: a row without
+        # "applies" was judged when its status was "ok"; one without "ref_n" was measured on the whole val set
+        run.reference = {**run.reference, "rows": [
+                {**row, "applies": row.get("applies", row.get("status") == "ok"), "ref_n": row.get("ref_n", VAL_IMAGES)}
+                for row in run.reference.get("rows", [])]}
+        return run
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"schema_version": self.schema_version}
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "schema_version") or (f.name == "merged_from" and self.merged_from is None):
+                continue
+            data[f.name] = getattr(self, f.name)
+        return {**data, **self.extra}
+
+    @property
+    def model_name(self) -> str:
+        return self.model["name"]
+
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime["name"]
+
+    @property
+    def precision_setting(self) -> str | None:
+        """The runtime's precision as configured; None for runtimes without the setting."""
+        return self.runtime.get("precision")
+
+    @property
+    def precision(self) -> str:
+        """The precision the model ran at: the setting, or fp32 for runtimes without one."""
+        return self.precision_setting or DEFAULT_PRECISION
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(shard index, number of shards) of a shard run; None for a whole run."""
+        shard = self.dataset.get("shard")
+        return None if shard is None else (int(shard[0]), int(shard[1]))
+
+    @property
+    def reference_rows(self) -> list[dict[str, Any]]:
+        """The reference comparison, one row per published number (with ``applies`` and ``ref_n``)."""
+        return self.reference.get("rows", [])
+
+    @property
+    def applicable_references(self) -> list[dict[str, Any]]:
+        """The rows the gate judges: this model's numbers, measured at the run's recipe parameters."""
+        return [r for r in self.reference_rows if r.get("applies")]
 
 #: distributions whose versions are recorded with every run when installed
 RECORDED_DISTRIBUTIONS = ("evalkit", "numpy", "pillow", "pandas", "hydra-core", "onnxruntime", "onnx",
@@ -42,9 +143,13 @@ def new_run_id(model: str, runtime: str) -> str:
     return f"{stamp}-{model.replace('/', '_')}-{runtime}-{uuid.uuid4().hex[:6]}"
 
 
-def write(results_dir: Path, run_id: str, run: dict[str, Any], result: Result,
+def write(results_dir: Path, run_id: str, run: RunRecord | dict[str, Any], result: Result,
           logits: np.ndarray | None = None) -> Path:
-    """Write the run directory; on any failure nothing is left under ``results_dir``."""
+    """Write the run directory; on any failure nothing is left under ``results_dir``.
+
+    ``run`` is a RunRecord, or the dict of one (stamped with the current schema version).
+    """
+    data = run.to_dict() if isinstance(run, RunRecord) else {"schema_version": SCHEMA_VERSION, **run}
     results_dir.mkdir(parents=True, exist_ok=True)
     final = results_dir / run_id
     tmp = results_dir / f".tmp-{run_id}"
@@ -55,7 +160,7 @@ def write(results_dir: Path, run_id: str, run: dict[str, Any], result: Result,
         if logits is not None:
             np.save(tmp / "logits.npy", logits)
         with open(tmp / "run.json", "w") as f:
-            json.dump(run, f, indent=2, default=str)
+            json.dump(data, f, indent=2, default=str)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, final)
@@ -65,5 +170,10 @@ def write(results_dir: Path, run_id: str, run: dict[str, Any], result: Result,
     return final
 
 
-def load(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "run.json").read_text())
+def load(run_dir: Path | str) -> RunRecord:
+    """The run.json of a run directory; a directory without one is a user error."""
+    try:
+        text = (Path(run_dir) / "run.json").read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"{run_dir}: not a run directory (no run.json)") from None
+    return RunRecord.from_dict(json.loads(text))

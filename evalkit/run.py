@@ -15,21 +15,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from omegaconf import OmegaConf
 
 import evalkit
 from evalkit import preprocess
 from evalkit import dataset as datasets
-from evalkit import history, pipeline, record, reference
-from evalkit.checkpoint import Checkpoint
-from evalkit.checkpoint import key as checkpoint_key
+from evalkit import history, pipeline, record, reference, resume
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
-from evalkit.runtime import Context, OfflineRuntime, Runtime, open_runtime
-from evalkit.scoring import Scorer
+from evalkit.contract import OfflineRuntime, Runtime
+from evalkit.plugins import make_context, open_runtime
 from evalkit.preprocess import Recipe, params_dict
 
 
@@ -59,51 +56,6 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
     return warnings
 
 
-def _evaluate_resumable(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, recipe: Recipe,
-                        runtime: Runtime, batch_size: int, num_classes: int,
-                        tensor_cache: Path | None) -> pipeline.Outcome:
-    """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
-    ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / checkpoint_key(resolved, list_fingerprint),
-                      every_s=cfg.results.checkpoint_s)
-    prior = ckpt.load()
-    if not cfg.resume and prior is not None:
-        print("note: an interrupted run of this configuration exists; starting over (resume=true continues it)")
-        ckpt.clear()
-        prior = None
-    done = {} if prior is None else {i: k for k, i in enumerate(prior["ids"])}
-    if cfg.resume:
-        print(f"resuming: {len(done)} of {len(samples)} images already scored")
-    todo = [s for s in samples if s.id not in done]
-    outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, num_classes, workers=cfg.workers,
-                                progress=cfg.progress, keep_logits=cfg.results.save_logits,
-                                cache_dir=tensor_cache, bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
-    if prior is not None:
-        outcome = _combine(samples, todo, outcome, prior, done, num_classes)
-    ckpt.clear()
-    return outcome
-
-
-def _combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done: dict[str, int],
-             num_classes: int) -> pipeline.Outcome:
-    """The saved rows and the new ones, in sample order, as if the run had never stopped."""
-    position = {s.id: k for k, s in enumerate(todo)}
-
-    def interleave(saved: np.ndarray, made: np.ndarray | None) -> np.ndarray:
-        return np.stack([saved[done[s.id]] if s.id in done else made[position[s.id]] for s in samples])
-
-    top = interleave(prior["top"], new.scorer.rows()[2])
-    digests = interleave(prior["digests"], new.digests)
-    logits = None
-    if "logits" in prior and (new.logits is not None or not todo):
-        logits = interleave(prior["logits"], new.logits)
-    scorer = Scorer(num_classes)
-    scorer.update_topk([s.id for s in samples], np.array([s.label for s in samples]), top)
-    scorer.background_class = new.scorer.background_class if todo else None
-    saved_bad = {i: reason for i, reason in zip(prior["ids"], prior.get("bad", ())) if reason}
-    bad = {s.id: saved_bad.get(s.id) or new.bad[s.id] for s in samples if s.id in saved_bad or s.id in new.bad}
-    return pipeline.Outcome(scorer, digests, logits, bad)
-
-
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
@@ -116,7 +68,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
           f"dataset {cfg.dataset.name}: {len(samples)} images")
     print(f"recipe {recipe.family}:\n{recipe.describe()}")
     tensor_cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
-    runtime = open_runtime(cfg.runtime, Context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache))
+    runtime = open_runtime(cfg.runtime, make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache))
     extra: dict = {}
     dump: dict | None = None
     try:
@@ -133,8 +85,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
-            outcome = _evaluate_resumable(cfg, resolved, samples, list_fingerprint, recipe, runtime,
-                                          extra["batch_size"], len(classes), tensor_cache)
+            outcome = resume.evaluate(cfg, resolved, samples, list_fingerprint, recipe, runtime,
+                                      extra["batch_size"], len(classes), tensor_cache)
             if outcome.bad:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
@@ -149,31 +101,31 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     result.predictions.insert(2, "path", [str(s.path) for s in samples])
     table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params))
     run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
-    run = {
-        "id": run_id,
-        "created": datetime.now(timezone.utc).isoformat(),
-        "evalkit": evalkit.__version__,
-        "metrics": result.metrics,
-        "model": resolved["model"],
-        "runtime": {**resolved["runtime"], "info": runtime_info, **extra},
-        "recipe": {"family": recipe.family, "params": params_dict(recipe.params),
-                   "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
-        "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
-                    "n": len(samples), "list_fingerprint": list_fingerprint,
-                    "content_fingerprint": None if outcome.digests is None else
-                    pipeline.content_fingerprint(samples, outcome.digests),
-                    **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),
-                        "full_list_fingerprint": datasets.fingerprint(full)} if cfg.dataset.num_shards > 1 else {})},
-        "reference": {"comparable": reference.comparable(result.metrics["n"]),
-                      "rows": json.loads(table.to_json(orient="records"))},
-        "timing": {"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
-        "dump": dump,
-        "bad_images": {"count": len(outcome.bad), "examples": dict(list(outcome.bad.items())[:20])},
-        "sweep": sweep,
-        "warnings": warnings,
-        "versions": record.versions(),
-        "config": resolved,
-    }
+    run = record.RunRecord(
+        id=run_id,
+        created=datetime.now(timezone.utc).isoformat(),
+        evalkit=evalkit.__version__,
+        metrics=result.metrics,
+        model=resolved["model"],
+        runtime={**resolved["runtime"], "info": runtime_info, **extra},
+        recipe={"family": recipe.family, "params": params_dict(recipe.params),
+                "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
+        dataset={"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
+                 "n": len(samples), "list_fingerprint": list_fingerprint,
+                 "content_fingerprint": None if outcome.digests is None else
+                 pipeline.content_fingerprint(samples, outcome.digests),
+                 **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),
+                     "full_list_fingerprint": datasets.fingerprint(full)} if cfg.dataset.num_shards > 1 else {})},
+        reference={"comparable": reference.comparable(result.metrics["n"]),
+                   "rows": json.loads(table.to_json(orient="records"))},
+        timing={"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
+        dump=dump,
+        bad_images={"count": len(outcome.bad), "examples": dict(list(outcome.bad.items())[:20])},
+        sweep=sweep,
+        warnings=warnings,
+        versions=record.versions(),
+        config=resolved,
+    )
     run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
     if cfg.results.history:
         history.add(Path(cfg.results.history), run_dir)

@@ -63,7 +63,7 @@ def table(contains: str = "", source: str | None = None) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.cli import exit_on_user_error
+    from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.zoo", description="List the model zoo.")
     parser.add_argument("contains", nargs="?", default="", help="only models whose name contains this text")

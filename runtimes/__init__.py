@@ -1,1 +1,1 @@
-"""Runtime adapters: one module per runtime (see ``evalkit.runtime`` for the contract)."""
+"""Runtime plug-ins: one module per runtime, registered in the ``evalkit.runtimes`` entry points (contract: ``evalkit.contract``)."""

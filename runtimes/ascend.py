@@ -16,12 +16,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.dataset import Sample
+from evalkit.contract import BadOutput, Context, OfflineRuntime, Sample
 from evalkit.errors import UserError
-from evalkit.inputs import write_each
-from evalkit.pipeline import Prepared
-from evalkit.runtime import BadOutput, Context, OfflineRuntime
-from evalkit.preprocess import Recipe
 
 #: file name patterns, most specific first: (format, regex)
 PATTERNS = [
@@ -183,9 +179,8 @@ def open(options: Options, context: Context) -> AscendDump:
     return AscendDump(options, folder)
 
 
-def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, tensor_cache: Path | None,
-                 progress: bool = True) -> list[Path]:
-    """``output/<stem>.bin`` (float32 CHW, no batch dimension) and ``<output>.info``.
+def write_inputs(context: Context, output: Path, progress: bool = True) -> list[Path]:
+    """``output/<stem>.bin`` (float32 CHW, no batch dimension) of the context's samples, and ``<output>.info``.
 
     The .info lines are ``<index> <bin path> <width> <height>`` (get_info.py), for the benchmark tool's
     ``-input_text_path``; ais_bench takes the folder itself (``--input=output``).
@@ -194,10 +189,11 @@ def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, tensor_cac
         array.astype(np.float32, copy=False).tofile(folder / f"{sample.id}.bin")
         return Path(f"{sample.id}.bin")
 
-    with Prepared(samples, recipe, tensor_cache) as prepared:
+    samples = context.samples
+    with context.prepared(samples) as prepared:
         arrays = (array for batch in prepared.batches(64) for array in batch)
-        written = write_each(samples, arrays, output, save, progress)
-    _, height, width = recipe.output_shape
+        written = context.write_each(samples, arrays, output, save, progress)
+    _, height, width = context.recipe.output_shape
     info = output.parent / f"{output.name}.info"
     info.write_text("".join(f"{i} {p} {width} {height}\n" for i, p in enumerate(written)))
     return [output, info]

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.contract import Context, Runtime, file_sha256
 from evalkit.errors import UserError, at_least
-from evalkit.export import file_sha256, onnx_file
-from evalkit.runtime import Context, Runtime
 
 
 @dataclass
@@ -74,7 +73,7 @@ def open(options: Options, context: Context) -> OrtRuntime:
         import onnxruntime as ort
     except ImportError as e:
         raise UserError("runtime=ort needs onnxruntime: pip install 'evalkit[ort]'") from e
-    path = str(onnx_file(context.model, context.recipe, context.cache_dir))
+    path = str(context.onnx_file())
     missing = [p for p in options.providers if p not in ort.get_available_providers()]
     if missing:
         raise UserError(

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.contract import Context, Runtime
 from evalkit.errors import UserError, at_least
-from evalkit.export import load_torch_model
-from evalkit.runtime import Context, Runtime
 
 
 @dataclass
@@ -47,7 +46,7 @@ class TorchRuntime(Runtime):
 def open(options: Options, context: Context) -> TorchRuntime:
     if not context.model.weights:
         raise UserError(f"runtime=torch runs model {context.model.name} from its weights: pass model.weights=PATH")
-    net = load_torch_model(context.model)  # says which extra to install when torch/timm are missing
+    net = context.torch_model()  # says which extra to install when torch/timm are missing
     import torch
 
     if options.threads:

@@ -23,12 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.dataset import Sample
-from evalkit.dataset import fingerprint as samples_fingerprint
+from evalkit.contract import Context, PreparedSource, Runtime, Sample, file_sha256, samples_fingerprint
 from evalkit.errors import UserError, at_least
-from evalkit.export import file_sha256, onnx_file
-from evalkit.pipeline import Prepared
-from evalkit.runtime import Context, Runtime
 from evalkit.runtimes._cuda import Cuda, open_cuda
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -164,7 +160,7 @@ class TrtRuntime(Runtime):
         self._buffers.clear()
 
 
-def _calibrator(trt: Any, cuda: Cuda, prepared: Prepared, batch: int, shape: tuple, cache: Path) -> Any:
+def _calibrator(trt: Any, cuda: Cuda, prepared: PreparedSource, batch: int, shape: tuple, cache: Path) -> Any:
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         """Feeds the recipe's arrays of the calibration subset (through the tensor cache); the
         calibration cache lives beside the engine."""
@@ -237,7 +233,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def open(options: Options, context: Context) -> TrtRuntime:
     trt = _require_tensorrt()
     cuda = open_cuda()
-    onnx = onnx_file(context.model, context.recipe, context.cache_dir)
+    onnx = context.onnx_file()
     shape = context.recipe.output_shape
     gpu, cc = cuda.device()
     calib = calibration_subset(context.samples, options.calib_size) if options.precision == "int8" else []
@@ -263,7 +259,7 @@ def open(options: Options, context: Context) -> TrtRuntime:
               file=sys.stderr)
         if calib and len({s.label for s in calib}) < len({s.label for s in context.samples}):
             print(f"note: {len(calib)} calibration images cannot cover all classes", file=sys.stderr)
-        prepared = Prepared(calib, context.recipe, context.tensor_cache) if calib else None
+        prepared = context.prepared(calib) if calib else None
         calibrator = _calibrator(trt, cuda, prepared, options.calib_batch, shape, folder / f"{key}.calib") if calib else None
         started = time.perf_counter()
         try:

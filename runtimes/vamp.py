@@ -18,13 +18,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.classes import imagenet1k
-from evalkit.dataset import Sample
+from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample
 from evalkit.errors import UserError
-from evalkit.inputs import write_each
-from evalkit.pipeline import ordered
-from evalkit.runtime import BadOutput, Context, OfflineRuntime
-from evalkit.preprocess import Recipe, _cv2
+from evalkit.preprocess import _cv2
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
 _RESULT_LINE = re.compile(r"^(?P<path>.+): Relay top-(?P<k>\d+) id: (?P<id>-?\d+), prob: (?P<prob>\S+), class name: .*$")
@@ -75,8 +71,9 @@ class VampNpz(OfflineRuntime):
 
 
 class ResultTxt(OfflineRuntime):
-    def __init__(self, options: Options, path: Path) -> None:
+    def __init__(self, options: Options, path: Path, num_classes: int = 1000) -> None:
         self.path = path
+        self.num_classes = num_classes
         self.allow_missing = options.allow_missing
         self.runs: dict[str, list[dict[int, int]]] = {}
         for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -100,8 +97,8 @@ class ResultTxt(OfflineRuntime):
         if ranks != list(range(len(ranks))) or not ranks:
             raise BadOutput(f"top-k lines {ranks} are not 0..{len(ranks) - 1}")
         ids = np.array([entry[k] for k in ranks], dtype=np.int64)
-        if ((ids < 0) | (ids >= len(imagenet1k()))).any():
-            raise BadOutput(f"class ids {ids.tolist()} outside 0..{len(imagenet1k()) - 1}")
+        if ((ids < 0) | (ids >= self.num_classes)).any():
+            raise BadOutput(f"class ids {ids.tolist()} outside 0..{self.num_classes - 1}")
         return ids
 
     def info(self) -> dict[str, Any]:
@@ -113,7 +110,7 @@ def open(options: Options, context: Context) -> OfflineRuntime:
         path = Path(options.result_txt).expanduser()
         if not path.is_file():
             raise UserError(f"runtime.result_txt={options.result_txt}: no such file")
-        return ResultTxt(options, path)
+        return ResultTxt(options, path, len(context.classes) if context.classes is not None else 1000)
     if not options.output_dir or not options.datalist:
         raise UserError("runtime=vamp needs runtime.output_dir=DIR and runtime.datalist=FILE (or runtime.result_txt=FILE)")
     folder, datalist = Path(options.output_dir).expanduser(), Path(options.datalist).expanduser()
@@ -129,20 +126,23 @@ def _image2npz(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(_cv2.decode_bgr(data)[:, :, ::-1].transpose(2, 0, 1))
 
 
-def _save_npz(folder: Path, sample: Sample, array: np.ndarray) -> Path:
-    relative = Path(imagenet1k().wnids[sample.label]) / f"{sample.id}.npz"
-    (folder / relative.parent).mkdir(exist_ok=True)
-    np.savez(folder / relative, input_0=array)
-    return relative
+def _npz_saver(classes: Classes):
+    def save(folder: Path, sample: Sample, array: np.ndarray) -> Path:
+        relative = Path(classes.wnids[sample.label]) / f"{sample.id}.npz"
+        (folder / relative.parent).mkdir(exist_ok=True)
+        np.savez(folder / relative, input_0=array)
+        return relative
+    return save
 
 
-def write_inputs(samples: list[Sample], recipe: Recipe, output: Path, tensor_cache: Path | None,
-                 progress: bool = True) -> list[Path]:
+def write_inputs(context: Context, output: Path, progress: bool = True) -> list[Path]:
     """``output/<wnid>/<stem>.npz`` (key input_0) and ``<output>_datalist.txt`` (absolute paths, in order).
 
-    The device resizes, crops and normalises (vdsp): ``recipe`` and ``tensor_cache`` are not used here.
+    The device resizes, crops and normalises (vdsp): the context's recipe and tensor cache are not used here.
     """
-    written = write_each(samples, (a for a, _ in ordered(samples, _image2npz)), output, _save_npz, progress)
+    samples = context.samples
+    arrays = (a for a, _ in context.ordered(samples, _image2npz))
+    written = context.write_each(samples, arrays, output, _npz_saver(context.classes), progress)
     datalist = output.parent / f"{output.name}_datalist.txt"
     datalist.write_text("".join(f"{p}\n" for p in written))
     return [output, datalist]

@@ -10,7 +10,7 @@ import pytest
 from evalkit import preprocess
 from evalkit.config import ModelConfig
 from evalkit.errors import UserError
-from evalkit.runtime import Context, open_runtime
+from evalkit.plugins import make_context, open_runtime
 from evalkit.preprocess.timm import Params
 from evalkit.runtimes.ort import Options
 
@@ -19,7 +19,7 @@ from ..conftest import tiny_onnx  # noqa: TID252
 
 def open_ort(onnx: Path, tmp_path: Path, **options):
     model = ModelConfig(name="m", arch="none", onnx=str(onnx))
-    return open_runtime(Options(**options), Context(model, preprocess.build(Params()), tmp_path))
+    return open_runtime(Options(**options), make_context(model, preprocess.build(Params()), tmp_path))
 
 
 def test_dynamic_batch_model_reports_its_shapes_and_runs_any_batch(tmp_path):
@@ -60,11 +60,11 @@ def test_a_file_that_is_not_onnx_is_a_user_error(tmp_path):
 def test_model_without_onnx_or_weights_says_what_to_pass(tmp_path):
     model = ModelConfig(name="m", arch="none")
     with pytest.raises(UserError, match="model.onnx=PATH"):
-        open_runtime(Options(), Context(model, preprocess.build(Params()), tmp_path))
+        open_runtime(Options(), make_context(model, preprocess.build(Params()), tmp_path))
 
 
 def test_unknown_runtime_is_a_user_error(tmp_path):
     opts = Options()
     opts.name = "nope"
     with pytest.raises(UserError, match="unknown runtime"):
-        open_runtime(opts, Context(ModelConfig(name="m", arch="none"), preprocess.build(Params()), tmp_path))
+        open_runtime(opts, make_context(ModelConfig(name="m", arch="none"), preprocess.build(Params()), tmp_path))

@@ -10,7 +10,7 @@ import pytest
 
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
-from evalkit.runtime import Runtime
+from evalkit.contract import Runtime
 from evalkit.runtimes._cuda import open_cuda
 from evalkit.runtimes.trt import Options, calibration_subset, engine_key
 

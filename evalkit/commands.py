@@ -1,0 +1,75 @@
+"""What every command line of evalkit shares: user errors as one message and exit code 2, Ctrl-C and
+SIGTERM as a clean stop, and the ``output=PATH`` argument of the helper commands.
+
+The main command (``evalkit.cli``) and the helper commands (``python -m evalkit.gate``, ``.history``,
+``.merge``, ``.compare``, ``.zoo``, ``.export``, ``.inputs``) import this module; it imports nothing of
+the core beyond ``evalkit.errors`` and ``evalkit.config``, so no command needs to import another.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from evalkit.config import unknown_key_message
+from evalkit.errors import UserError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as batch schedulers send before SIGKILL: stopped like Ctrl-C (checkpoint kept), exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM stops the command as Ctrl-C does (the checkpoint is kept), with exit code 143."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def exit_on_user_error(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a user error or a config error is one message on stderr and exit code 2.
+
+    Ctrl-C stops with exit code 130, SIGTERM with 143 (after ``stop_on_sigterm``), and both say how to continue.
+    """
+    try:
+        return fn()
+    except UserError as e:
+        print(f"evalkit: error: {e}", file=sys.stderr)
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"evalkit: config error: {config_error_message(e)}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"evalkit: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; the images scored so far "
+              "are kept: run the same command with resume=true to finish the rest", file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    sys.exit(2)
+
+
+def config_error_message(e: BaseException) -> str:
+    """A key the schema lacks: its closest keys instead of Hydra's advice to append it with ``+key``.
+
+    The omegaconf error under Hydra's has the full key and the composed node that lacks it.
+    """
+    cause: BaseException | None = e
+    while cause is not None:
+        node = getattr(cause, "parent_node", None)
+        missing_key = isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(node, DictConfig)
+        if missing_key and cause.full_key and cause.key not in node:
+            return unknown_key_message(cause.full_key, node.keys())
+        cause = cause.__cause__
+    return str(e)
+
+
+def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:
+    """Split ``output=PATH`` from the Hydra overrides of a helper command (export, inputs)."""
+    outputs = [a.split("=", 1)[1] for a in args if a.startswith("output=")]
+    if len(outputs) != 1:
+        raise UserError(f"name the output: {usage}")
+    return Path(outputs[0]), [a for a in args if not a.startswith("output=")]

@@ -1,0 +1,364 @@
+"""The plug-in contract: everything a runtime, recipe, reader, metric or model transform may use.
+
+A plug-in imports only this module and ``evalkit.errors`` (plus private helpers of its own
+package); the core hands it everything else through a ``Context`` as plain data or callables.
+Plug-ins are found by entry points (``GROUPS``): a package that declares
+
+    [project.entry-points."evalkit.runtimes"]
+    myrt = "mypkg.rt"
+
+is selectable as ``runtime=myrt`` with no change to evalkit. What a module of each kind defines:
+
+- runtime (``evalkit.runtimes``): ``Options`` (a dataclass whose ``name`` defaults to the entry-point
+  name; an online runtime's also has ``batch_size``, the evaluation batch) and
+  ``open(options, context) -> Runtime | OfflineRuntime``; optionally
+  ``write_inputs(context, output, progress) -> list[Path]`` (an ``InputWriter``: the files a device tool reads).
+- recipe (``evalkit.recipes``): ``Params`` (``family`` = the entry-point name), ``pixels(data, params)``,
+  ``normalize(pixels, params)``, ``output_shape(params)`` and ``LIBRARIES`` (see ``Recipe``).
+- reader (``evalkit.readers``): ``Options`` and ``read(options, classes) -> list[Sample]`` (``Reader``).
+- metric (``evalkit.metrics``): ``Options`` and ``open(options, context) -> Metric``.
+- transform (``evalkit.transforms``): ``Options`` and ``apply(options, onnx_in, onnx_out, context)``
+  (``Transform``: ONNX in, ONNX out).
+
+Heavy dependencies (torch, tensorrt, onnxruntime, cv2) are imported inside ``open``/``apply``, never
+at module level: loading a plug-in to read its ``Options`` must stay light. A missing dependency
+raises ``UserError`` naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+
+from evalkit.errors import UserError
+
+# ----------------------------------------------------------------------------------------------- registries
+
+#: plug-in kind -> entry-point group
+GROUPS = {
+    "runtime": "evalkit.runtimes",
+    "recipe": "evalkit.recipes",
+    "reader": "evalkit.readers",
+    "metric": "evalkit.metrics",
+    "transform": "evalkit.transforms",
+}
+
+
+def plugins(group: str) -> dict[str, metadata.EntryPoint]:
+    """The entry points of a group by name (the first distribution wins a duplicate name)."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=group):
+        found.setdefault(ep.name, ep)
+    return dict(sorted(found.items()))
+
+
+@lru_cache(maxsize=None)
+def load(group: str, name: str) -> ModuleType:
+    """The plug-in module registered as ``name`` in ``group``; UserError listing the valid names."""
+    eps = plugins(group)
+    if name not in eps:
+        kind = next((k for k, g in GROUPS.items() if g == group), group)
+        valid = ", ".join(eps) or (f"none: no {group} entry points are registered (is evalkit installed? "
+                                   "pip install -e . registers them)")
+        raise UserError(f"unknown {kind} {name!r}; valid: {valid}")
+    return eps[name].load()
+
+
+# ----------------------------------------------------------------------------------------------- hashing
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (cache keys of models, engines)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    path: Path
+    label: int
+
+
+def samples_fingerprint(samples: Iterable[Sample]) -> str:
+    """Hash of a sample list (ids and labels); the run also hashes the image bytes it reads."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.id}\t{s.label}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------- recipes
+
+def params_dict(params: Any) -> dict[str, Any]:
+    """Plain JSON-able parameters (enums by name) for fingerprints, metadata and printing."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, enum.Enum):
+            return v.name
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return {f.name: plain(getattr(params, f.name)) for f in dataclasses.fields(params)}
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def recipe_module(family: str) -> ModuleType:
+    """The recipe family's module, through the ``evalkit.recipes`` entry points."""
+    return load(GROUPS["recipe"], family)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A family's transform bound to its parameters; picklable for worker processes.
+
+    The family module defines ``Params`` (its ``family`` field names the family),
+    ``pixels(data, params)``: encoded image bytes -> the resized, cropped uint8 HWC image (a pure
+    function), ``normalize(pixels, params)``: that image -> the float32 CHW array the model takes,
+    ``output_shape(params)``: the (C, H, W) that ``normalize`` returns, and ``LIBRARIES``: the
+    distributions whose versions can change the pixels.
+    """
+
+    params: Any
+
+    @property
+    def family(self) -> str:
+        return self.params.family
+
+    @property
+    def module(self) -> ModuleType:
+        return recipe_module(self.family)
+
+    @property
+    def fn(self) -> Callable[[bytes], np.ndarray]:
+        """bytes -> float32 CHW, picklable (for worker processes)."""
+        return partial(transform, params=self.params)
+
+    @property
+    def pixels_fn(self) -> Callable[[bytes], np.ndarray]:
+        """bytes -> uint8 HWC pixels, picklable."""
+        return partial(self.module.pixels, params=self.params)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        return self.module.normalize(pixels, self.params)
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        return transform(data, self.params)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return tuple(self.module.output_shape(self.params))
+
+    @property
+    def libraries(self) -> dict[str, str]:
+        return {d: _version(d) for d in self.module.LIBRARIES}
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of family, parameters and pixel-changing library versions: keys caches, goes in every run."""
+        blob = json.dumps({"params": params_dict(self.params), "libraries": self.libraries}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """One line per parameter, as timm prints its resolved data config."""
+        lines = [f"  {k}: {v}" for k, v in params_dict(self.params).items()]
+        lines.append("  libraries: " + ", ".join(f"{k} {v}" for k, v in self.libraries.items()))
+        lines.append(f"  fingerprint: {self.fingerprint}")
+        return "\n".join(lines)
+
+
+def transform(data: bytes, params: Any) -> np.ndarray:
+    """The whole recipe: pixels, then normalize."""
+    module = recipe_module(params.family)
+    return module.normalize(module.pixels(data, params), params)
+
+
+# ----------------------------------------------------------------------------------------------- context
+
+class ModelSpec(Protocol):
+    """The model fields a plug-in may read (the core passes its model config, which has these)."""
+
+    name: str
+    arch: str
+    source: str
+    onnx: Optional[str]
+    weights: Optional[str]
+    num_classes: int
+
+
+class Classes(Protocol):
+    """The class list: ``wnids[label]``, ``names[label]``, ``len()``."""
+
+    wnids: Sequence[str]
+    names: Sequence[str]
+
+    def __len__(self) -> int: ...
+
+
+class PreparedSource(Protocol):
+    """The recipe's arrays of a sample list, made by the core's workers through the tensor cache."""
+
+    samples: list[Sample]
+
+    def batch(self, lo: int, hi: int) -> np.ndarray: ...
+    def batches(self, size: int) -> Iterator[np.ndarray]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "PreparedSource": ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def _not_provided(what: str) -> Callable[..., Any]:
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"this Context has no {what}; build it with evalkit.plugins.make_context")
+    return missing
+
+
+@dataclass
+class Context:
+    """What a plug-in may need besides its own options: data, and the core's services as callables."""
+
+    model: ModelSpec
+    recipe: Recipe
+    cache_dir: Path
+    #: the run's samples (an int8 calibrator draws its subset from them; input writers write them)
+    samples: list[Sample] = field(default_factory=list)
+    #: the preprocessed-tensor cache folder (None: no cache)
+    tensor_cache: Path | None = None
+    #: the class list the labels index (ImageNet-1k)
+    classes: Classes | None = None
+    #: () -> Path: ``model.onnx``, or an ONNX the core exported from ``model.weights`` and cached
+    onnx_file: Callable[[], Path] = field(default_factory=lambda: _not_provided("onnx_file"))
+    #: () -> the framework model (timm, eval mode) with ``model.weights`` loaded
+    torch_model: Callable[[], Any] = field(default_factory=lambda: _not_provided("torch_model"))
+    #: (samples) -> a PreparedSource of the recipe's arrays (a context manager; close it)
+    prepared: Callable[[list[Sample]], ContextManager[PreparedSource]] = field(
+        default_factory=lambda: _not_provided("prepared"))
+    #: (samples, fn: bytes -> array) -> (array, sha256 of the file) per sample, in order, in threads
+    ordered: Callable[..., Iterator[tuple[np.ndarray, bytes]]] = field(
+        default_factory=lambda: _not_provided("ordered"))
+    #: (samples, arrays, output, save(folder, sample, array) -> relative path, progress) -> final paths;
+    #: writes under a temporary folder renamed to ``output`` at the end
+    write_each: Callable[..., list[Path]] = field(default_factory=lambda: _not_provided("write_each"))
+
+
+# ----------------------------------------------------------------------------------------------- runtimes
+
+class Runtime(abc.ABC):
+    """An online runtime: float32 NCHW batches in, logits [N, C] out."""
+
+    #: (C, H, W) the model takes; None where a dimension is not fixed in the model.
+    input_shape: tuple[int | None, ...] | None = None
+    #: output class count when the model declares it, else None (checked on the first batch).
+    num_outputs: int | None = None
+    #: the batch size the model is fixed to, or None for a dynamic batch.
+    fixed_batch: int | None = None
+    #: key/value metadata stored in the model file (the export writes the recipe there).
+    metadata: dict[str, str] = {}
+
+    @abc.abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a batch whose size the model accepts."""
+
+    def info(self) -> dict[str, Any]:
+        """Versions and settings worth recording in the run."""
+        return {}
+
+    def close(self) -> None:
+        """Release sessions and device memory; calling it twice is harmless."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for any batch up to the model's size: a short last batch is padded, then trimmed."""
+        n = len(batch)
+        if self.fixed_batch is not None and n != self.fixed_batch:
+            if n > self.fixed_batch:
+                raise AssertionError(f"batch of {n} for a model fixed to {self.fixed_batch}")
+            pad = np.zeros((self.fixed_batch - n, *batch.shape[1:]), dtype=batch.dtype)
+            batch = np.concatenate([batch, pad])
+        return np.asarray(self.infer(batch))[:n]
+
+
+class BadOutput(Exception):
+    """An output file that cannot be used (truncated, wrong element count, unparsable): names why."""
+
+
+class OfflineRuntime(abc.ABC):
+    """Outputs a device already wrote (vendor tools' dumps), matched to samples by file name.
+
+    evalkit does the accounting (missing, extra, duplicate, unusable outputs) the same
+    way for every vendor; an adapter only says which outputs exist and how to read one.
+    """
+
+    #: images without a usable output count as wrong instead of failing the run
+    allow_missing: bool = False
+
+    @abc.abstractmethod
+    def entries(self) -> dict[str, list[Any]]:
+        """Sample id (image file stem) -> the outputs found for it (normally one)."""
+
+    @abc.abstractmethod
+    def read(self, entry: Any) -> np.ndarray:
+        """One image's output: float scores over the classes, or integer class indices best first.
+
+        Raises ``BadOutput`` for a file that cannot be used.
+        """
+
+    def info(self) -> dict[str, Any]:
+        """Dump format, folder, and the device's own throughput/latency figures where it wrote them."""
+        return {}
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+class InputWriter(Protocol):
+    """A runtime module's ``write_inputs``: the files its device tool reads, from the context's samples
+    and recipe; returns the paths written (folders, lists)."""
+
+    def __call__(self, context: Context, output: Path, progress: bool = True) -> list[Path]: ...
+
+
+# ----------------------------------------------------------------------------------------------- other kinds
+
+class Reader(Protocol):
+    """A reader module's ``read``: the dataset's samples (any order; the core sorts, subsets and shards)."""
+
+    def __call__(self, options: Any, classes: Classes) -> list[Sample]: ...
+
+
+class Metric(Protocol):
+    """Fed batch by batch, like timm's RealLabelsImagenet; ``result`` gives named numbers for the run."""
+
+    def update(self, logits: np.ndarray, labels: np.ndarray, ids: Sequence[str]) -> None: ...
+    def result(self) -> dict[str, float]: ...
+
+
+class Transform(Protocol):
+    """A transform module's ``apply``: write a transformed copy of an ONNX model (e.g. fp16, int8)."""
+
+    def __call__(self, options: Any, onnx_in: Path, onnx_out: Path, context: Context) -> None: ...
+
+
+__all__ = [
+    "GROUPS", "plugins", "load", "file_sha256", "Sample", "samples_fingerprint", "params_dict", "recipe_module",
+    "Recipe", "transform", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
+    "OfflineRuntime", "InputWriter", "Reader", "Metric", "Transform",
+]

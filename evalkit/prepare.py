@@ -1,0 +1,139 @@
+"""The prepared-tensor source: the recipe's arrays of a sample list, in sample order.
+
+``Prepared`` makes them in worker processes through the tensor cache (the evaluation, the
+device-input exporters and the int8 calibrator read batches from it); ``ordered`` computes
+them in threads, a few samples ahead, for a caller that wants one array at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from evalkit.contract import Recipe
+from evalkit.dataset import Sample
+from evalkit.errors import UserError
+from evalkit.tensorcache import TensorCache
+from evalkit.workers import default_workers
+from evalkit.workers import pool as workers_pool
+
+
+def _load(sample: Sample, fn: Callable[[bytes], np.ndarray]) -> tuple[np.ndarray, bytes]:
+    try:
+        data = sample.path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {sample.path}: {e.strerror}") from e
+    try:
+        array = fn(data)
+    except UserError as e:
+        raise UserError(f"{sample.path}: {e}; remove or replace the file") from e
+    return array, hashlib.sha256(data).digest()
+
+
+def ordered(samples: list[Sample], fn: Callable[[bytes], np.ndarray], workers: int = 0, ahead: int = 64
+            ) -> Iterator[tuple[np.ndarray, bytes]]:
+    """(array, sha256 of the file) for each sample, in order, computed ``ahead`` samples in advance."""
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        pending: deque = deque()
+        it = iter(samples)
+        for s in it:
+            pending.append(pool.submit(_load, s, fn))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
+               items: list[tuple[int, str]], tolerate: bool) -> list[tuple[int, Any, Any]]:
+    """In a worker process: decode and prepare images, write their pixels into the cache file.
+
+    Returns (index, file stat, sha256) per image, or (index, None, reason) for an unusable image
+    when ``tolerate``; otherwise an unusable image raises.
+    """
+    fd = os.open(data_file, os.O_WRONLY)
+    try:
+        made = []
+        for index, path in items:
+            try:
+                stat = TensorCache.file_stat(Path(path))
+                data = Path(path).read_bytes()
+                pixels = np.ascontiguousarray(pixels_fn(data), dtype=np.uint8)
+            except (OSError, UserError) as e:
+                reason = f"cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)
+                if tolerate:
+                    made.append((index, None, reason))
+                    continue
+                raise UserError(f"{path}: {reason}; remove or replace the file, "
+                                "or set dataset.bad_images=count_wrong") from e
+            if pixels.shape != shape:
+                raise AssertionError(f"recipe made {pixels.shape} for {path}, expected {shape}")
+            os.pwrite(fd, pixels.tobytes(), index * row_bytes)
+            made.append((index, stat, hashlib.sha256(data).digest()))
+        return made
+    finally:
+        os.close(fd)
+
+
+class Prepared:
+    """The recipe's arrays of ``samples``, made by worker processes through the tensor cache.
+
+    Rows already in the cache are read, not decoded; ``cache_dir`` None uses a temporary cache
+    removed on close. Used by the evaluation, the device-input exporters and the int8 calibrator.
+    """
+
+    def __init__(self, samples: list[Sample], recipe: Recipe, cache_dir: Path | None, workers: int = 0,
+                 bad_images: str = "fail", chunk: int = 8) -> None:
+        self.recipe, self.samples = recipe, samples
+        #: images that could not be used (bad_images=count_wrong): index -> reason
+        self.bad: dict[int, str] = {}
+        self.temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
+        self.cache = TensorCache(Path(self.temporary.name) if self.temporary else cache_dir, recipe, samples)
+        todo = self.cache.missing(samples)
+        self.pool = workers_pool(workers) if todo else None
+        self.pending: deque = deque()
+        for start in range(0, len(todo), chunk):
+            items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
+            self.pending.append((items[0][0], self.pool.submit(
+                _make_rows, str(self.cache.data), self.cache.row_bytes, self.cache.shape, recipe.pixels_fn, items,
+                bad_images == "count_wrong")))
+        self.reader = os.open(self.cache.data, os.O_RDONLY)
+
+    def batch(self, lo: int, hi: int) -> np.ndarray:
+        """The normalised arrays of samples lo..hi-1 (zeros for unusable images), once the workers made them."""
+        # chunks are in sample order: every chunk that starts before hi may hold a row of this batch
+        while self.pending and self.pending[0][0] < hi:
+            for index, stat, digest in self.pending.popleft()[1].result():
+                if stat is None:
+                    self.bad[index] = digest
+                else:
+                    self.cache.mark(index, stat, digest)
+        blank = np.zeros(self.cache.shape, np.uint8)
+        return np.stack([self.recipe.normalize(blank if i in self.bad else self.cache.read(self.reader, i))
+                         for i in range(lo, hi)])
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        for lo in range(0, len(self.samples), size):
+            yield self.batch(lo, min(lo + size, len(self.samples)))
+
+    def close(self) -> None:
+        os.close(self.reader)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.temporary:
+            self.temporary.cleanup()
+        else:
+            self.cache.save()
+
+    def __enter__(self) -> "Prepared":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
