@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evalkit import history, record
-from evalkit.dataset import Sample, fingerprint
+from evalkit import history, record, reference
+from evalkit.contract import Sample, samples_fingerprint
 from evalkit.errors import UserError
 from evalkit.record import RunRecord
 from evalkit.scoring import K, Scorer
@@ -47,7 +47,7 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     runs, run_dirs = [runs[i] for i in order], [run_dirs[i] for i in order]
     predictions = pd.concat([pd.read_csv(d / "predictions.csv") for d in run_dirs], ignore_index=True)
     samples = [Sample(i, Path(), int(label)) for i, label in zip(predictions["id"], predictions["label"])]
-    if fingerprint(samples) != runs[0].dataset["full_list_fingerprint"]:
+    if samples_fingerprint(samples) != runs[0].dataset["full_list_fingerprint"]:
         raise UserError("the shards' images together are not the sample list they were cut from")
     scorer = Scorer()
     scorer.update_topk(list(predictions["id"]), predictions["label"].to_numpy(),
@@ -64,9 +64,12 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     dataset = {k: v for k, v in first.dataset.items() if k not in ("shard", "full_n", "full_list_fingerprint")}
     merged = dataclasses.replace(
         first, id=run_id, created=datetime.now(timezone.utc).isoformat(), metrics=result.metrics,
-        dataset={**dataset, "n": len(samples), "list_fingerprint": fingerprint(samples), "content_fingerprint": None,
-                 "shard_content_fingerprints": [r.dataset["content_fingerprint"] for r in runs]},
+        dataset={**dataset, "n": len(samples), "list_fingerprint": samples_fingerprint(samples),
+                 "content_fingerprint": None, "shard_content_fingerprints": [r.dataset["content_fingerprint"] for r in runs]},
         timing={"seconds": sum(seconds), "wall_seconds_of_slowest_shard": max(seconds)},
+        # the shards' reference rows hold a shard's top-1 and its verdict: measured again on the whole
+        reference={"comparable": reference.comparable(result.metrics["n"]), "rows": reference.records(pd.DataFrame(
+            [reference.measured(row, result.metrics) for row in first.reference_rows], columns=reference.COLUMNS))},
         merged_from=[r.id for r in runs],
         warnings=[w for r in runs for w in r.warnings],
     )

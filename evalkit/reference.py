@@ -13,6 +13,7 @@ entirely below that, otherwise it is "not comparable" (200 images give about +-4
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -61,9 +62,16 @@ def judge(metrics: dict, ref_top1: float, ref_n: int, tolerance: float) -> Verdi
     return Verdict(None, f"not comparable {interval}")
 
 
-def applies(row: dict[str, Any]) -> bool:
-    """Whether a stored row is judged; rows of run.json files older than the ``applies`` field say "ok"."""
-    return bool(row.get("applies", row["status"] == "ok"))
+#: the columns of a reference table, as stored in run.json's ``reference.rows``
+COLUMNS = ["source", "setting", "ref_top1", "top1", "delta_top1", "ref_top5", "top5", "delta_top5", "ref_n", "applies",
+           "status"]
+
+
+def measured(row: dict[str, Any], metrics: dict) -> dict[str, Any]:
+    """A reference row with the measured values, deltas and verdict of ``metrics`` (its applicability kept)."""
+    return {**row, "top1": metrics["top1"], "delta_top1": metrics["top1"] - row["ref_top1"], "top5": metrics["top5"],
+            "delta_top5": None if row["ref_top5"] is None else metrics["top5"] - row["ref_top5"],
+            "status": judge(metrics, row["ref_top1"], row["ref_n"], TOLERANCE).status if row["applies"] else row["status"]}
 
 
 def compare(metrics: dict, references: list[Reference], recipe: dict[str, Any]) -> pd.DataFrame:
@@ -71,13 +79,14 @@ def compare(metrics: dict, references: list[Reference], recipe: dict[str, Any]) 
     rows = []
     for r in references:
         why_not = status(r, recipe)
-        rows.append({"source": r.source, "setting": r.setting, "ref_top1": r.top1, "top1": metrics["top1"],
-                     "delta_top1": metrics["top1"] - r.top1, "ref_top5": r.top5, "top5": metrics["top5"],
-                     "delta_top5": None if r.top5 is None else metrics["top5"] - r.top5, "ref_n": r.n,
-                     "applies": why_not == "ok",
-                     "status": judge(metrics, r.top1, r.n, TOLERANCE).status if why_not == "ok" else why_not})
-    return pd.DataFrame(rows, columns=["source", "setting", "ref_top1", "top1", "delta_top1", "ref_top5", "top5",
-                                       "delta_top5", "ref_n", "applies", "status"])
+        rows.append(measured({"source": r.source, "setting": r.setting, "ref_top1": r.top1, "ref_top5": r.top5,
+                              "ref_n": r.n, "applies": why_not == "ok", "status": why_not}, metrics))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table as run.json stores it (JSON values: NaN as null)."""
+    return json.loads(table.to_json(orient="records"))
 
 
 def comparable(n: int) -> bool:

@@ -25,7 +25,7 @@ from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
-from evalkit.contract import OfflineRuntime, Runtime
+from evalkit.contract import OfflineRuntime, Runtime, samples_fingerprint
 from evalkit.plugins import make_context, open_runtime
 from evalkit.preprocess import Recipe, params_dict
 
@@ -62,7 +62,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     recipe = preprocess.build(cfg.preprocess)
     full = datasets.load(cfg.dataset)
     samples = datasets.shard(full, cfg.dataset.num_shards, cfg.dataset.shard)
-    list_fingerprint = datasets.fingerprint(samples)
+    list_fingerprint = samples_fingerprint(samples)
     classes = imagenet1k()
     print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
           f"dataset {cfg.dataset.name}: {len(samples)} images")
@@ -115,9 +115,9 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                  "content_fingerprint": None if outcome.digests is None else
                  pipeline.content_fingerprint(samples, outcome.digests),
                  **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),
-                     "full_list_fingerprint": datasets.fingerprint(full)} if cfg.dataset.num_shards > 1 else {})},
+                     "full_list_fingerprint": samples_fingerprint(full)} if cfg.dataset.num_shards > 1 else {})},
         reference={"comparable": reference.comparable(result.metrics["n"]),
-                   "rows": json.loads(table.to_json(orient="records"))},
+                   "rows": reference.records(table)},
         timing={"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
         dump=dump,
         bad_images={"count": len(outcome.bad), "examples": dict(list(outcome.bad.items())[:20])},

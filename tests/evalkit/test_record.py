@@ -22,7 +22,8 @@ def result():
 
 
 def test_run_directory_has_every_file(tmp_path):
-    run_dir = record.write(tmp_path, "r1", {"metrics": {"top1": 50.0}}, result(), logits=np.zeros((2, 1000)))
+    run_dir = record.write(tmp_path, "r1", RunRecord(metrics={"top1": 50.0}), result(),
+                           logits=np.zeros((2, 1000)))
     assert sorted(p.name for p in run_dir.iterdir()) == ["logits.npy", "per_class.csv", "predictions.csv", "run.json"]
     assert record.load(run_dir).metrics["top1"] == 50.0
     assert json.loads((run_dir / "run.json").read_text())["schema_version"] == record.SCHEMA_VERSION
@@ -34,7 +35,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(record.json, "dump", broken)
     with pytest.raises(OSError, match="disk full"):
-        record.write(tmp_path, "r1", {}, result())
+        record.write(tmp_path, "r1", RunRecord(), result())
     assert list(tmp_path.iterdir()) == []
 
 
@@ -86,6 +87,9 @@ def test_a_version_1_run_json_loads_with_the_defaults_of_its_time(tmp_path):
     assert (ok["applies"], ok["ref_n"]) == (True, 50_000) and (other["applies"], other["ref_n"]) == (False, 50_000)
     assert [r["source"] for r in run.applicable_references] == ["timm"]
     assert run.shard is None and run.merged_from is None
+    # a version-2 row says whether it applies, whatever its status (a verdict) reads
+    judged = {"status": "not comparable (n=4, ...)", "applies": True, "ref_n": 50_000}
+    assert RunRecord.from_dict({"reference": {"rows": [judged]}}).applicable_references == [judged]
 
 
 def test_a_version_1_run_still_gates(tmp_path):
