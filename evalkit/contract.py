@@ -149,11 +149,6 @@ class Recipe:
         return recipe_module(self.family)
 
     @property
-    def fn(self) -> Callable[[bytes], np.ndarray]:
-        """bytes -> float32 CHW, picklable (for worker processes)."""
-        return partial(transform, params=self.params)
-
-    @property
     def pixels_fn(self) -> Callable[[bytes], np.ndarray]:
         """bytes -> uint8 HWC pixels, picklable."""
         return partial(self.module.pixels, params=self.params)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from evalkit.classes import imagenet1k
 from evalkit.config import DatasetConfig
-from evalkit.contract import Sample, samples_fingerprint
+from evalkit.contract import Sample
 from evalkit.errors import UserError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -53,11 +53,6 @@ def subset(samples: list[Sample], limit: int | None = None, per_class: int | Non
                 kept.append(s)
         samples = kept
     return samples[:limit] if limit is not None else samples
-
-
-def fingerprint(samples: list[Sample]) -> str:
-    """Hash of the sample list (ids and labels); the run also hashes the image bytes it reads."""
-    return samples_fingerprint(samples)
 
 
 def _root(cfg: DatasetConfig) -> Path:

@@ -17,9 +17,7 @@ from evalkit import preprocess
 from evalkit import dataset as datasets
 from evalkit.contract import GROUPS, plugins
 from evalkit.errors import UserError
-from evalkit.plugins import make_context, runtime_module, write_each
-
-__all__ = ["main", "write_each"]
+from evalkit.plugins import make_context, runtime_module
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -143,13 +143,9 @@ def new_run_id(model: str, runtime: str) -> str:
     return f"{stamp}-{model.replace('/', '_')}-{runtime}-{uuid.uuid4().hex[:6]}"
 
 
-def write(results_dir: Path, run_id: str, run: RunRecord | dict[str, Any], result: Result,
-          logits: np.ndarray | None = None) -> Path:
-    """Write the run directory; on any failure nothing is left under ``results_dir``.
-
-    ``run`` is a RunRecord, or the dict of one (stamped with the current schema version).
-    """
-    data = run.to_dict() if isinstance(run, RunRecord) else {"schema_version": SCHEMA_VERSION, **run}
+def write(results_dir: Path, run_id: str, run: RunRecord, result: Result, logits: np.ndarray | None = None) -> Path:
+    """Write the run directory; on any failure nothing is left under ``results_dir``."""
+    data = run.to_dict()
     results_dir.mkdir(parents=True, exist_ok=True)
     final = results_dir / run_id
     tmp = results_dir / f".tmp-{run_id}"

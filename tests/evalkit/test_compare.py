@@ -20,7 +20,7 @@ def make_run(results, name: str, labels: list[int], pred1: list[int], logits: np
     run = {"id": name, "model": {"name": "m"}, "runtime": {"name": runtime}, "recipe": {"family": family},
            "metrics": result.metrics, "reference": {"rows": [{"status": "ok", "source": "paper", "ref_top1": 50.0}]},
            "timing": {"images_per_s": 100.0}}
-    return record.write(results, name, run, result, logits)
+    return record.write(results, name, record.RunRecord.from_dict(run), result, logits)
 
 
 @pytest.fixture
