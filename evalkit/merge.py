@@ -70,6 +70,8 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
         # the shards' reference rows hold a shard's top-1 and its verdict: measured again on the whole
         reference={"comparable": reference.comparable(result.metrics["n"]), "rows": reference.records(pd.DataFrame(
             [reference.measured(row, result.metrics) for row in first.reference_rows], columns=reference.COLUMNS))},
+        bad_images=record.bad_images(sum(r.bad_images["count"] for r in runs),
+                                     {k: v for r in runs for k, v in r.bad_images["examples"].items()}),
         merged_from=[r.id for r in runs],
         warnings=[w for r in runs for w in r.warnings],
     )

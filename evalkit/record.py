@@ -123,6 +123,15 @@ class RunRecord:
         """The rows the gate judges: this model's numbers, measured at the run's recipe parameters."""
         return [r for r in self.reference_rows if r.get("applies")]
 
+#: bad images named in run.json (all of them are counted)
+BAD_IMAGE_EXAMPLES = 20
+
+
+def bad_images(count: int, reasons: dict[str, str]) -> dict[str, Any]:
+    """run.json's ``bad_images``: how many images could not be used, and the first ones with why."""
+    return {"count": count, "examples": dict(list(reasons.items())[:BAD_IMAGE_EXAMPLES])}
+
+
 #: distributions whose versions are recorded with every run when installed
 RECORDED_DISTRIBUTIONS = ("evalkit", "numpy", "pillow", "pandas", "hydra-core", "onnxruntime", "onnx",
                           "torch", "torchvision", "timm", "opencv-python-headless", "opencv-python", "tensorrt")

@@ -120,7 +120,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                    "rows": reference.records(table)},
         timing={"seconds": seconds, "images_per_s": len(samples) / seconds if seconds else None},
         dump=dump,
-        bad_images={"count": len(outcome.bad), "examples": dict(list(outcome.bad.items())[:20])},
+        bad_images=record.bad_images(len(outcome.bad), outcome.bad),
         sweep=sweep,
         warnings=warnings,
         versions=record.versions(),

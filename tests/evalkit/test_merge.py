@@ -47,3 +47,20 @@ def test_incomplete_or_mixed_shards_are_refused(sample_root, lite0_onnx, tmp_pat
 def test_shard_index_out_of_range_is_a_user_error(sample_root, lite0_onnx, tmp_path):
     with pytest.raises(UserError, match=r"dataset.shard=3 is out of range: must be in 0\.\.2"):
         run(lite0_onnx, sample_root, tmp_path / "r", "dataset.num_shards=3", "dataset.shard=3")
+
+
+def test_the_merged_run_lists_the_bad_images_of_every_shard(sample_root, lite0_onnx, tmp_path):
+    root = tmp_path / "val"
+    photos = sorted(sample_root.glob("*/*.JPEG"))[:10]
+    for photo in photos:
+        (root / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        (root / photo.parent.name / photo.name).symlink_to(photo)
+    broken = [photos[1], photos[8]]  # one in each of two shards
+    for photo in broken:
+        (root / photo.parent.name / photo.name).unlink()
+        (root / photo.parent.name / photo.name).write_bytes(b"not a jpeg")
+    shards = [run(lite0_onnx, root, tmp_path / "r", "dataset.num_shards=2", f"dataset.shard={i}",
+                  "dataset.bad_images=count_wrong") for i in (0, 1)]
+    merged = json.loads((merge(shards, tmp_path / "r", None) / "run.json").read_text())
+    assert merged["bad_images"]["count"] == 2
+    assert sorted(merged["bad_images"]["examples"]) == sorted(p.stem for p in broken)
