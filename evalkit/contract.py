@@ -33,7 +33,7 @@ import enum
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib import metadata
 from pathlib import Path
@@ -221,38 +221,33 @@ class PreparedSource(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def _not_provided(what: str) -> Callable[..., Any]:
-    def missing(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"this Context has no {what}; build it with evalkit.plugins.make_context")
-    return missing
-
-
 @dataclass
 class Context:
-    """What a plug-in may need besides its own options: data, and the core's services as callables."""
+    """What a plug-in may need besides its own options: data, and the core's services as callables.
+
+    The core builds it (``evalkit.plugins.make_context``); a plug-in only reads it.
+    """
 
     model: ModelSpec
     recipe: Recipe
     cache_dir: Path
-    #: the run's samples (an int8 calibrator draws its subset from them; input writers write them)
-    samples: list[Sample] = field(default_factory=list)
-    #: the preprocessed-tensor cache folder (None: no cache)
-    tensor_cache: Path | None = None
     #: the class list the labels index (ImageNet-1k)
-    classes: Classes | None = None
+    classes: Classes
+    #: the run's samples (an int8 calibrator draws its subset from them; input writers write them)
+    samples: list[Sample]
+    #: the preprocessed-tensor cache folder (None: no cache)
+    tensor_cache: Path | None
     #: () -> Path: ``model.onnx``, or an ONNX the core exported from ``model.weights`` and cached
-    onnx_file: Callable[[], Path] = field(default_factory=lambda: _not_provided("onnx_file"))
+    onnx_file: Callable[[], Path]
     #: () -> the framework model (timm, eval mode) with ``model.weights`` loaded
-    torch_model: Callable[[], Any] = field(default_factory=lambda: _not_provided("torch_model"))
+    torch_model: Callable[[], Any]
     #: (samples) -> a PreparedSource of the recipe's arrays (a context manager; close it)
-    prepared: Callable[[list[Sample]], ContextManager[PreparedSource]] = field(
-        default_factory=lambda: _not_provided("prepared"))
+    prepared: Callable[[list[Sample]], ContextManager[PreparedSource]]
     #: (samples, fn: bytes -> array) -> (array, sha256 of the file) per sample, in order, in threads
-    ordered: Callable[..., Iterator[tuple[np.ndarray, bytes]]] = field(
-        default_factory=lambda: _not_provided("ordered"))
+    ordered: Callable[..., Iterator[tuple[np.ndarray, bytes]]]
     #: (samples, arrays, output, save(folder, sample, array) -> relative path, progress) -> final paths;
     #: writes under a temporary folder renamed to ``output`` at the end
-    write_each: Callable[..., list[Path]] = field(default_factory=lambda: _not_provided("write_each"))
+    write_each: Callable[..., list[Path]]
 
 
 # ----------------------------------------------------------------------------------------------- runtimes

@@ -71,7 +71,7 @@ class VampNpz(OfflineRuntime):
 
 
 class ResultTxt(OfflineRuntime):
-    def __init__(self, options: Options, path: Path, num_classes: int = 1000) -> None:
+    def __init__(self, options: Options, path: Path, num_classes: int) -> None:
         self.path = path
         self.num_classes = num_classes
         self.allow_missing = options.allow_missing
@@ -110,7 +110,7 @@ def open(options: Options, context: Context) -> OfflineRuntime:
         path = Path(options.result_txt).expanduser()
         if not path.is_file():
             raise UserError(f"runtime.result_txt={options.result_txt}: no such file")
-        return ResultTxt(options, path, len(context.classes) if context.classes is not None else 1000)
+        return ResultTxt(options, path, len(context.classes))
     if not options.output_dir or not options.datalist:
         raise UserError("runtime=vamp needs runtime.output_dir=DIR and runtime.datalist=FILE (or runtime.result_txt=FILE)")
     folder, datalist = Path(options.output_dir).expanduser(), Path(options.datalist).expanduser()
