@@ -1,6 +1,6 @@
 """Structured config: the schema Hydra validates every composed config against.
 
-The top-level schema lives here; each recipe family's ``Params`` and each runtime's
+The top-level schema lives here; each recipe family's ``Params``, each runtime's and each reader's
 ``Options`` live beside their code (plug-ins found by entry point) and are registered under their
 config group as ``<name>_schema``, so a misspelt key or a wrong type fails before any work starts.
 """
@@ -66,35 +66,6 @@ class ModelConfig:
 
 
 @dataclass
-class DatasetConfig:
-    name: str = MISSING
-    #: imagefolder: root/<wnid>/*; labelfile: root + ``labels`` lines "path label";
-    #: files: ``files`` lines "path label" (label = index or wnid)
-    layout: str = "imagefolder"
-    root: Optional[str] = None
-    labels: Optional[str] = None
-    files: list[str] = field(default_factory=list)
-    #: first N samples (sorted by id)
-    limit: Optional[int] = None
-    #: first N samples of each class (sorted by id)
-    per_class: Optional[int] = None
-    #: evaluate the shard-th of num_shards contiguous blocks of the (subset) sample list
-    num_shards: int = 1
-    shard: int = 0
-    #: an image that cannot be decoded: "fail" the run (default) or "count_wrong" and list it in the run
-    bad_images: str = "fail"
-
-    def __post_init__(self) -> None:
-        if self.bad_images not in ("fail", "count_wrong"):
-            raise UserError(f"dataset.bad_images={self.bad_images!r} is not 'fail' or 'count_wrong'")
-        for key in ("limit", "per_class", "num_shards"):
-            at_least(f"dataset.{key}", getattr(self, key), 1)
-        if not 0 <= self.shard < self.num_shards:
-            raise UserError(f"dataset.shard={self.shard} is out of range: must be in 0..{self.num_shards - 1} "
-                            f"(dataset.num_shards={self.num_shards})")
-
-
-@dataclass
 class ResultsConfig:
     dir: str = "results"
     #: also store every image's full logits (logits.npy)
@@ -120,7 +91,7 @@ class Config:
     model: ModelConfig = MISSING
     preprocess: Any = MISSING
     runtime: Any = MISSING
-    dataset: DatasetConfig = MISSING
+    dataset: Any = MISSING
     results: ResultsConfig = field(default_factory=ResultsConfig)
     #: decode/resize worker processes; 0 = one per CPU core
     workers: int = 0
@@ -128,10 +99,14 @@ class Config:
     progress: bool = True
     #: continue an interrupted run of the same configuration: only the images it had not scored
     resume: bool = False
+    #: metric plug-ins (entry points ``evalkit.metrics``) computed on every image, in this order
+    metrics: list[str] = field(default_factory=lambda: ["topk"])
     cache_dir: str = "${oc.env:EVALKIT_CACHE,${oc.env:HOME}/.cache/evalkit}"
 
     def __post_init__(self) -> None:
         at_least("workers", self.workers, 0)
+        for name in self.metrics:
+            load(GROUPS["metric"], name)  # an unknown name is a UserError listing the valid ones
 
 
 def unknown_key_message(full_key: str, valid: Iterable[str]) -> str:
@@ -161,7 +136,8 @@ def _shipped_option(group: str, name: str) -> bool:
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore and the ``pkg`` resolver in OmegaConf (idempotent).
 
-    Every runtime and recipe plug-in (entry points ``evalkit.runtimes``, ``evalkit.recipes``) gets
+    Every runtime, recipe and reader plug-in (entry points ``evalkit.runtimes``, ``evalkit.recipes``,
+    ``evalkit.readers``) gets
     ``<group>/<name>_schema``; one that ships no YAML in conf/ (a third-party plug-in) also becomes the
     option ``<group>/<name>`` itself, so ``runtime=<name>`` selects it with its defaults.
     """
@@ -169,7 +145,8 @@ def register() -> None:
         OmegaConf.register_new_resolver("pkg", _package_dir)
     cs = ConfigStore.instance()
     cs.store(name="evalkit_schema", node=Config)
-    for group, kind, cls in (("preprocess", "recipe", "Params"), ("runtime", "runtime", "Options")):
+    for group, kind, cls in (("preprocess", "recipe", "Params"), ("runtime", "runtime", "Options"),
+                             ("dataset", "reader", "Options")):
         for name in plugins(GROUPS[kind]):
             node = getattr(load(GROUPS[kind], name), cls)
             cs.store(group=group, name=f"{name}_schema", node=node)

@@ -15,8 +15,9 @@ is selectable as ``runtime=myrt`` with no change to evalkit. What a module of ea
   ``write_inputs(context, output, progress) -> list[Path]`` (an ``InputWriter``: the files a device tool reads).
 - recipe (``evalkit.recipes``): ``Params`` (``family`` = the entry-point name), ``pixels(data, params)``,
   ``normalize(pixels, params)``, ``output_shape(params)`` and ``LIBRARIES`` (see ``Recipe``).
-- reader (``evalkit.readers``): ``Options`` and ``read(options, classes) -> list[Sample]`` (``Reader``).
-- metric (``evalkit.metrics``): ``Options`` and ``open(options, context) -> Metric``.
+- reader (``evalkit.readers``): ``Options`` (a ``DatasetOptions`` whose ``layout`` defaults to the
+  entry-point name, plus the reader's own keys) and ``read(options, classes) -> list[Sample]`` (``Reader``).
+- metric (``evalkit.metrics``): ``open(classes) -> Metric``; the run's ``metrics`` list names them.
 - transform (``evalkit.transforms``): ``Options`` and ``apply(options, onnx_in, onnx_out, context)``
   (``Transform``: ONNX in, ONNX out).
 
@@ -31,7 +32,6 @@ import abc
 import dataclasses
 import enum
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -42,7 +42,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, 
 
 import numpy as np
 
-from evalkit.errors import UserError
+from evalkit.errors import UserError, at_least
 
 # ----------------------------------------------------------------------------------------------- registries
 
@@ -100,6 +100,30 @@ def samples_fingerprint(samples: Iterable[Sample]) -> str:
     for s in samples:
         h.update(f"{s.id}\t{s.label}\n".encode())
     return h.hexdigest()[:16]
+
+
+def opencv() -> ModuleType:
+    """The cv2 module, imported on first use (a missing one names the extra to install)."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise UserError("this recipe decodes with OpenCV: pip install 'evalkit[opencv]'") from e
+    return cv2
+
+
+def decode_bgr(data: bytes) -> np.ndarray:
+    """``cv2.imdecode(buf, IMREAD_COLOR)``: BGR HWC uint8, EXIF orientation applied, greyscale to 3 channels.
+
+    The decode of the vendor flows written with OpenCV (recipes and device input writers alike).
+    """
+    cv2 = opencv()
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # an empty buffer is an assertion inside OpenCV
+        raise UserError(f"cannot decode image: {str(e).strip().splitlines()[-1]}") from e
+    if img is None:
+        raise UserError("cannot decode image: OpenCV could not read it")
+    return img
 
 
 # ----------------------------------------------------------------------------------------------- recipes
@@ -326,19 +350,71 @@ class InputWriter(Protocol):
     def __call__(self, context: Context, output: Path, progress: bool = True) -> list[Path]: ...
 
 
-# ----------------------------------------------------------------------------------------------- other kinds
+# ----------------------------------------------------------------------------------------------- readers
+
+@dataclass
+class DatasetOptions:
+    """The ``dataset`` keys every reader has; a reader's ``Options`` subclasses it with its own keys."""
+
+    #: the reader (entry-point name in ``evalkit.readers``); chosen by ``dataset=NAME``'s YAML
+    layout: str = ""
+    #: what the run records as the dataset's name (default: the layout)
+    name: str = ""
+    #: first N samples (sorted by id)
+    limit: Optional[int] = None
+    #: first N samples of each class (sorted by id)
+    per_class: Optional[int] = None
+    #: evaluate the shard-th of num_shards contiguous blocks of the (subset) sample list
+    num_shards: int = 1
+    shard: int = 0
+    #: an image that cannot be decoded: "fail" the run (default) or "count_wrong" and list it in the run
+    bad_images: str = "fail"
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.layout
+        if self.bad_images not in ("fail", "count_wrong"):
+            raise UserError(f"dataset.bad_images={self.bad_images!r} is not 'fail' or 'count_wrong'")
+        for key in ("limit", "per_class", "num_shards"):
+            at_least(f"dataset.{key}", getattr(self, key), 1)
+        if not 0 <= self.shard < self.num_shards:
+            raise UserError(f"dataset.shard={self.shard} is out of range: must be in 0..{self.num_shards - 1} "
+                            f"(dataset.num_shards={self.num_shards})")
+
 
 class Reader(Protocol):
-    """A reader module's ``read``: the dataset's samples (any order; the core sorts, subsets and shards)."""
+    """A reader module's ``read``: the dataset's samples (any order; the core sorts, subsets and shards).
+
+    Labels are 0-based indices into ``classes.wnids``; an unusable layout raises ``UserError``.
+    """
 
     def __call__(self, options: Any, classes: Classes) -> list[Sample]: ...
 
 
-class Metric(Protocol):
-    """Fed batch by batch, like timm's RealLabelsImagenet; ``result`` gives named numbers for the run."""
+# ----------------------------------------------------------------------------------------------- metrics
 
-    def update(self, logits: np.ndarray, labels: np.ndarray, ids: Sequence[str]) -> None: ...
-    def result(self) -> dict[str, float]: ...
+#: predictions kept per image (top-1 .. top-5)
+K = 5
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One batch as the core scored it: what a metric is fed."""
+
+    ids: Sequence[str]
+    #: int64 [N], indices into the class list
+    labels: np.ndarray
+    #: int32 [N, K] class indices best first (stable: on tied logits the lower index first); -1 = no prediction
+    top: np.ndarray
+    #: float [N, C] over the class list, or None where the runtime gave class indices or the rows
+    #: come back from a checkpoint or shards; rows whose ``top`` is -1 (unusable images) have no usable logits
+    logits: Optional[np.ndarray] = None
+
+
+class Metric(Protocol):
+    """Fed batch by batch, like timm's RealLabelsImagenet; ``result`` gives named values for run.json."""
+
+    def update(self, batch: Scored) -> None: ...
+    def result(self) -> dict[str, Any]: ...
 
 
 class Transform(Protocol):
@@ -350,5 +426,6 @@ class Transform(Protocol):
 __all__ = [
     "GROUPS", "plugins", "load", "file_sha256", "Sample", "samples_fingerprint", "params_dict", "recipe_module",
     "Recipe", "transform", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
-    "OfflineRuntime", "InputWriter", "Reader", "Metric", "Transform",
+    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform",
+    "opencv", "decode_bgr",
 ]

@@ -17,11 +17,10 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from evalkit.contract import BadOutput, OfflineRuntime, Recipe, Runtime
-from evalkit.dataset import Sample
+from evalkit.contract import K, BadOutput, OfflineRuntime, Recipe, Runtime, Sample
 from evalkit.errors import UserError
 from evalkit.prepare import Prepared
-from evalkit.scoring import K, Scorer
+from evalkit.scoring import Scorer
 from evalkit.workers import default_workers
 
 
@@ -53,7 +52,7 @@ def content_fingerprint(samples: list[Sample], digests: np.ndarray) -> str:
     return content.hexdigest()[:16]
 
 
-def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, num_classes: int,
+def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, scorer: Scorer,
              workers: int = 0, progress: bool = True, keep_logits: bool = False,
              cache_dir: Path | None = None, bad_images: str = "fail", checkpoint: BatchSink | None = None) -> Outcome:
     """Decode in worker processes into the tensor cache, while the runtime scores finished batches in order.
@@ -64,7 +63,7 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
     ``if __name__ == "__main__":`` guard (notebooks and ``python -m evalkit`` do not).
     """
     workers = workers or default_workers()
-    scorer, kept = Scorer(num_classes), []
+    kept = []
     bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
     bounds = [(lo, min(lo + batch_size, len(samples))) for lo in range(0, len(samples), batch_size)]
     prepared = Prepared(samples, recipe, cache_dir, workers, bad_images, chunk=max(1, min(8, batch_size // workers or 1)))
@@ -126,7 +125,7 @@ def _check_scores(scores: np.ndarray, num_classes: int) -> None:
         raise BadOutput("NaN/Inf values")
 
 
-def evaluate_offline(samples: list[Sample], runtime: OfflineRuntime, num_classes: int,
+def evaluate_offline(samples: list[Sample], runtime: OfflineRuntime, scorer: Scorer,
                      progress: bool = True) -> tuple[Scorer, DumpReport]:
     """Score the outputs a device wrote, each matched to its image by file name, never by position."""
     entries = runtime.entries()
@@ -136,7 +135,7 @@ def evaluate_offline(samples: list[Sample], runtime: OfflineRuntime, num_classes
         first = next(iter(duplicate))
         raise UserError(f"{len(duplicate)} images have more than one output (e.g. {first}: "
                         f"{', '.join(map(str, duplicate[first]))}); keep one dump per image, or set runtime.format")
-    scorer = Scorer(num_classes)
+    num_classes = scorer.num_classes
     missing, unusable = [], {}
     width = None
     batch: list[tuple[Sample, np.ndarray]] = []

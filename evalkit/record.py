@@ -108,6 +108,11 @@ class RunRecord:
         return self.precision_setting or DEFAULT_PRECISION
 
     @property
+    def metric_names(self) -> list[str]:
+        """The metric plug-ins the run computed (runs from before metrics were plug-ins computed top-k)."""
+        return list(self.config.get("metrics", ["topk"]))
+
+    @property
     def shard(self) -> tuple[int, int] | None:
         """(shard index, number of shards) of a shard run; None for a whole run."""
         shard = self.dataset.get("shard")

@@ -92,18 +92,18 @@ def evaluate(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, 
     if cfg.resume:
         print(f"resuming: {len(done)} of {len(samples)} images already scored")
     todo = [s for s in samples if s.id not in done]
-    outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, num_classes, workers=cfg.workers,
+    outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, Scorer(cfg.metrics, num_classes), workers=cfg.workers,
                                 progress=cfg.progress, keep_logits=cfg.results.save_logits,
                                 cache_dir=tensor_cache, bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
     if prior is not None:
-        outcome = combine(samples, todo, outcome, prior, done, num_classes)
+        outcome = combine(samples, todo, outcome, prior, done, Scorer(cfg.metrics, num_classes))
     ckpt.clear()
     return outcome
 
 
 def combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done: dict[str, int],
-            num_classes: int) -> pipeline.Outcome:
-    """The saved rows and the new ones, in sample order, as if the run had never stopped."""
+            scorer: Scorer) -> pipeline.Outcome:
+    """The saved rows and the new ones, in sample order, as if the run had never stopped; ``scorer`` is empty."""
     position = {s.id: k for k, s in enumerate(todo)}
 
     def interleave(saved: np.ndarray, made: np.ndarray | None) -> np.ndarray:
@@ -114,7 +114,6 @@ def combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done:
     logits = None
     if "logits" in prior and (new.logits is not None or not todo):
         logits = interleave(prior["logits"], new.logits)
-    scorer = Scorer(num_classes)
     scorer.update_topk([s.id for s in samples], np.array([s.label for s in samples]), top)
     scorer.background_class = new.scorer.background_class if todo else None
     saved_bad = {i: reason for i, reason in zip(prior["ids"], prior.get("bad", ())) if reason}

@@ -27,6 +27,7 @@ from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
 from evalkit.contract import OfflineRuntime, Runtime, samples_fingerprint
 from evalkit.plugins import make_context, open_runtime
+from evalkit.scoring import Scorer
 from evalkit.preprocess import Recipe, params_dict
 
 
@@ -75,7 +76,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         started = time.perf_counter()
         if isinstance(runtime, OfflineRuntime):
             warnings: list[str] = []
-            scorer, report = pipeline.evaluate_offline(samples, runtime, len(classes), progress=cfg.progress)
+            scorer, report = pipeline.evaluate_offline(samples, runtime, Scorer(cfg.metrics, len(classes)), progress=cfg.progress)
             outcome = pipeline.Outcome(scorer, None, None)
             dump = report.record()
             if report.missing or report.unusable:
@@ -110,7 +111,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         runtime={**resolved["runtime"], "info": runtime_info, **extra},
         recipe={"family": recipe.family, "params": params_dict(recipe.params),
                 "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
-        dataset={"name": cfg.dataset.name, "layout": cfg.dataset.layout, "root": cfg.dataset.root,
+        dataset={"name": cfg.dataset.name, "layout": cfg.dataset.layout, **datasets.reader_keys(cfg.dataset),
                  "n": len(samples), "list_fingerprint": list_fingerprint,
                  "content_fingerprint": None if outcome.digests is None else
                  pipeline.content_fingerprint(samples, outcome.digests),

@@ -1,19 +1,19 @@
-"""Streaming top-k scorer: cumulative top-1..top-5, per-class accuracy, confidence interval.
+"""The streaming scorer: each image's top-5 predictions (stable tie-break), fed to the run's metric plug-ins.
 
-Keeps only each image's top-5 indices, never all logits.
+Keeps only each image's top-5 indices, never all logits; the metrics see each batch's logits as it passes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 
+from evalkit.contract import GROUPS, K, Scored, load
+from evalkit.classes import imagenet1k
 from evalkit.errors import UserError
-
-K = 5
 
 
 @dataclass
@@ -24,8 +24,10 @@ class Result:
 
 
 class Scorer:
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, metrics: Sequence[str], num_classes: int = 1000) -> None:
+        """``metrics``: names in the ``evalkit.metrics`` entry points (the config's ``metrics`` list)."""
         self.num_classes = num_classes
+        self.metrics = [load(GROUPS["metric"], name).open(imagenet1k()) for name in metrics]
         self.background_class: bool | None = None
         self._ids: list[str] = []
         self._labels: list[np.ndarray] = []
@@ -55,17 +57,21 @@ class Scorer:
         # Stable sort: on exactly tied logits the lower class index ranks first.
         top = np.argsort(-logits, axis=1, kind="stable")[:, :K].astype(np.int32)
         top[invalid] = -1  # whatever the model made of a blank input
-        return self.update_topk(ids, labels, top)
+        return self.update_topk(ids, labels, top, logits)
 
-    def update_topk(self, ids: list[str], labels: np.ndarray, top: np.ndarray) -> np.ndarray:
+    def update_topk(self, ids: list[str], labels: np.ndarray, top: np.ndarray,
+                    logits: np.ndarray | None = None) -> np.ndarray:
         """Score predictions given as class indices, best first (-1 = no prediction: counts as wrong)."""
         top = np.asarray(top, dtype=np.int32)
         if top.shape[1] < K:
             top = np.concatenate([top, np.full((len(top), K - top.shape[1]), -1, np.int32)], axis=1)
-        self._top.append(top[:, :K])
-        self._labels.append(np.asarray(labels, dtype=np.int64))
+        top, labels = top[:, :K], np.asarray(labels, dtype=np.int64)
+        self._top.append(top)
+        self._labels.append(labels)
         self._ids.extend(ids)
-        return top[:, :K]
+        for metric in self.metrics:
+            metric.update(Scored(list(ids), labels, top, logits))
+        return top
 
     def rows(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(ids, labels, top-5) scored so far, in order."""
@@ -79,13 +85,9 @@ class Scorer:
         top = np.concatenate(self._top)
         labels = np.concatenate(self._labels)
         hit_rank = np.where(top == labels[:, None], np.arange(K), K).min(axis=1)  # K = not in top-5
-        n = len(labels)
-        metrics: dict = {"n": n}
-        for k in range(1, K + 1):
-            metrics[f"top{k}"] = 100.0 * float((hit_rank < k).sum()) / n
-        hits1 = int((hit_rank == 0).sum())
-        ci = binomtest(hits1, n).proportion_ci(confidence_level=0.95, method="wilson")
-        metrics["top1_ci95"] = [100.0 * ci.low, 100.0 * ci.high]
+        metrics: dict = {"n": len(labels)}
+        for metric in self.metrics:
+            metrics.update(metric.result())
         metrics["background_class"] = bool(self.background_class)
         metrics["no_prediction"] = int((top[:, 0] < 0).sum())
         predictions = pd.DataFrame({"id": self._ids, "label": labels})

@@ -15,8 +15,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from evalkit.contract import decode_bgr, opencv
 from evalkit.errors import UserError
-from evalkit.preprocess import _cv2
 from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow", "opencv-python-headless", "opencv-python")
@@ -76,7 +76,7 @@ def center_crop(img: np.ndarray, p: Params) -> np.ndarray:
 
 def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     """``mmcv.imnormalize`` (float32 image, float64 mean and 1/std applied by cv2, BGR to RGB), then CHW."""
-    cv2 = _cv2.cv2()
+    cv2 = opencv()
     img = pixels.astype(np.float32)
     mean = np.float64(np.asarray(params.mean).reshape(1, -1))
     stdinv = 1 / np.float64(np.asarray(params.std).reshape(1, -1))
@@ -89,7 +89,7 @@ def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
 
 def pixels(data: bytes, params: Params) -> np.ndarray:
     """The cropped BGR image (uint8 HWC), as mmcls holds it before Normalize."""
-    img = _cv2.decode_bgr(data)
+    img = decode_bgr(data)
     if not params.efficientnet_style:
         img = resize_short(img, params)
     return center_crop(img, params)

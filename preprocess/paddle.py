@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evalkit.contract import decode_bgr
 from evalkit.errors import UserError
 from evalkit.preprocess import _cv2
 
@@ -42,7 +43,7 @@ def resized_size(width: int, height: int, p: Params) -> tuple[int, int]:
 
 
 def pixels(data: bytes, params: Params) -> np.ndarray:
-    img = _cv2.decode_bgr(data)[:, :, ::-1]
+    img = decode_bgr(data)[:, :, ::-1]
     h, w = img.shape[:2]
     img = _cv2.resize(img, *resized_size(w, h, params), params.interpolation)
     h, w = img.shape[:2]

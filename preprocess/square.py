@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from evalkit.contract import decode_bgr
 from evalkit.errors import UserError
 from evalkit.preprocess import _cv2, _pil
 from evalkit.preprocess._pil import Interpolation
@@ -56,7 +57,7 @@ def output_shape(p: Params) -> tuple[int, int, int]:
 def pixels(data: bytes, params: Params) -> np.ndarray:
     s = params.resize
     if params.decoder == "cv2":
-        rgb = np.ascontiguousarray(_cv2.decode_bgr(data)[:, :, ::-1])
+        rgb = np.ascontiguousarray(decode_bgr(data)[:, :, ::-1])
     else:
         rgb = np.asarray(_pil.open_rgb(data))
     if params.resizer == "cv2":

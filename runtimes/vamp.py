@@ -18,9 +18,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample
+from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr
 from evalkit.errors import UserError
-from evalkit.preprocess import _cv2
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
 _RESULT_LINE = re.compile(r"^(?P<path>.+): Relay top-(?P<k>\d+) id: (?P<id>-?\d+), prob: (?P<prob>\S+), class name: .*$")
@@ -123,7 +122,7 @@ def open(options: Options, context: Context) -> OfflineRuntime:
 
 def _image2npz(data: bytes) -> np.ndarray:
     """image2npz.py: cv2 decode, BGR -> RGB, CHW uint8 at the original size."""
-    return np.ascontiguousarray(_cv2.decode_bgr(data)[:, :, ::-1].transpose(2, 0, 1))
+    return np.ascontiguousarray(decode_bgr(data)[:, :, ::-1].transpose(2, 0, 1))
 
 
 def _npz_saver(classes: Classes):

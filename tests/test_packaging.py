@@ -23,9 +23,9 @@ from .conftest import REPO, tiny_onnx
 
 pytestmark = pytest.mark.slow
 
-#: the groups with built-in plug-ins; evalkit.readers, evalkit.metrics and evalkit.transforms are defined by the
-#: contract and appear in the wheel with their first built-in plug-in (an empty entry-point table is not written)
-GROUPS = ("evalkit.runtimes", "evalkit.recipes")
+#: the groups with built-in plug-ins; evalkit.transforms is defined by the contract and appears in the wheel
+#: with its first built-in plug-in (an empty entry-point table is not written)
+GROUPS = ("evalkit.runtimes", "evalkit.recipes", "evalkit.readers", "evalkit.metrics")
 #: what a wheel build needs of the checkout (build outputs, caches and the venv stay behind)
 LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
                                      "results", "outputs", "multirun")

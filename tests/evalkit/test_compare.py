@@ -12,7 +12,7 @@ from evalkit.scoring import Scorer
 def make_run(results, name: str, labels: list[int], pred1: list[int], logits: np.ndarray | None = None,
              runtime: str = "ort", family: str = "timm"):
     """A run directory whose images have these labels and top-1 predictions."""
-    scorer = Scorer()
+    scorer = Scorer(["topk"])
     top = np.array([[p, *[(p + k) % 1000 for k in range(1, 5)]] for p in pred1])
     ids = [f"img{i:03d}" for i in range(len(labels))]
     scorer.update_topk(ids, np.array(labels), top)

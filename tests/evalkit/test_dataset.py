@@ -8,11 +8,15 @@ import pytest
 
 from evalkit import dataset
 from evalkit.classes import imagenet1k
-from evalkit.config import DatasetConfig
-from evalkit.contract import samples_fingerprint
+from evalkit.contract import GROUPS, load, samples_fingerprint
 from evalkit.errors import UserError
 
 TENCH, GOLDFISH, SEA_SNAKE = "n01440764", "n01443537", "n01751748"
+
+
+def options(layout: str, **keys):
+    """The ``dataset`` config a ``dataset=<layout>`` run gets: that reader's Options."""
+    return load(GROUPS["reader"], layout).Options(name="t", **keys)
 
 
 def touch(path: Path) -> Path:
@@ -32,12 +36,12 @@ def test_imagefolder_labels_are_sorted_wnid_indices(tmp_path):
     touch(tmp_path / GOLDFISH / "b.JPEG")
     touch(tmp_path / TENCH / "a.JPEG")
     touch(tmp_path / TENCH / "notes.txt")
-    samples = dataset.load(DatasetConfig(name="t", layout="imagefolder", root=str(tmp_path)))
+    samples = dataset.load(options("imagefolder", root=str(tmp_path)))
     assert [(s.id, s.label) for s in samples] == [("a", 0), ("b", 1)]
 
 
 def test_imagefolder_on_the_shared_sample(sample_root):
-    samples = dataset.load(DatasetConfig(name="s", layout="imagefolder", root=str(sample_root)))
+    samples = dataset.load(options("imagefolder", root=str(sample_root)))
     assert len(samples) == 200
     assert sorted({s.label for s in samples}) == list(range(0, 1000, 5))
 
@@ -47,7 +51,7 @@ def test_caffe_label_file(tmp_path):
     touch(tmp_path / "val" / "ILSVRC2012_val_00000002.JPEG")
     labels = tmp_path / "val.txt"
     labels.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n")
-    samples = dataset.load(DatasetConfig(name="t", layout="labelfile", root=str(tmp_path / "val"), labels=str(labels)))
+    samples = dataset.load(options("labelfile", root=str(tmp_path / "val"), labels=str(labels)))
     assert [(s.id, s.label) for s in samples] == [("ILSVRC2012_val_00000001", 65), ("ILSVRC2012_val_00000002", 970)]
 
 
@@ -55,13 +59,13 @@ def test_paddleclas_label_file_paths_relative_to_the_image_root_parent(tmp_path)
     touch(tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG")
     labels = tmp_path / "val_list.txt"
     labels.write_text("val/ILSVRC2012_val_00000001.JPEG 65\n")
-    samples = dataset.load(DatasetConfig(name="t", layout="labelfile", root=str(tmp_path / "val"), labels=str(labels)))
+    samples = dataset.load(options("labelfile", root=str(tmp_path / "val"), labels=str(labels)))
     assert [(s.id, s.label) for s in samples] == [("ILSVRC2012_val_00000001", 65)]
 
 
 def test_files_layout_takes_wnids_or_indices(tmp_path):
     a, b = touch(tmp_path / "a.png"), touch(tmp_path / "b.png")
-    samples = dataset.load(DatasetConfig(name="t", layout="files", files=[f"{a} {SEA_SNAKE}", f"{b} 3"]))
+    samples = dataset.load(options("files", files=[f"{a} {SEA_SNAKE}", f"{b} 3"]))
     assert [(s.id, s.label) for s in samples] == [("a", 65), ("b", 3)]
 
 
@@ -69,7 +73,7 @@ def test_subsets_are_deterministic_first_by_id(tmp_path):
     for wnid in (TENCH, GOLDFISH):
         for i in (3, 1, 2):
             touch(tmp_path / wnid / f"{wnid}_{i}.JPEG")
-    cfg = DatasetConfig(name="t", layout="imagefolder", root=str(tmp_path), per_class=2)
+    cfg = options("imagefolder", root=str(tmp_path), per_class=2)
     assert [s.id for s in dataset.load(cfg)] == [f"{TENCH}_1", f"{TENCH}_2", f"{GOLDFISH}_1", f"{GOLDFISH}_2"]
     cfg.per_class, cfg.limit = None, 4
     assert [s.id for s in dataset.load(cfg)] == sorted(f"{w}_{i}" for w in (TENCH, GOLDFISH) for i in (1, 2, 3))[:4]
@@ -85,32 +89,28 @@ def test_subsets_are_deterministic_first_by_id(tmp_path):
     ("missing image", "does not exist"),
     ("malformed line", "expected 'path label'"),
     ("duplicate id", "share the id"),
-    ("zero limit", "positive number"),
+    ("zero limit", "must be >= 1"),
 ])
 def test_bad_datasets_name_the_problem(tmp_path, case, message):
     root, labels = tmp_path / "val", tmp_path / "val.txt"
     root.mkdir()
     touch(root / "x.JPEG")
-    cfg = DatasetConfig(name="t", layout="labelfile", root=str(root), labels=str(labels))
+    layout, keys = "labelfile", {"root": str(root), "labels": str(labels)}
     if case == "missing root":
-        cfg.root = str(tmp_path / "nope")
+        keys["root"] = str(tmp_path / "nope")
     elif case == "empty folder":
-        cfg.layout, cfg.root = "imagefolder", str(tmp_path / "empty")
+        layout, keys = "imagefolder", {"root": str(tmp_path / "empty")}
         (tmp_path / "empty").mkdir()
     elif case == "unknown wnid":
-        cfg.layout = "imagefolder"
+        layout, keys = "imagefolder", {"root": str(root)}
         touch(root / "cats" / "y.JPEG")
     elif case == "duplicate id":
-        cfg.layout = "imagefolder"
+        layout, keys = "imagefolder", {"root": str(root)}
         touch(root / TENCH / "y.JPEG")
         touch(root / GOLDFISH / "y.JPEG")
         (root / "x.JPEG").unlink()
-    elif case == "zero limit":
-        labels.write_text("x.JPEG 1\n")
-        cfg.limit = 0
     line = {"label out of range": "x.JPEG 1000", "label not a class": "x.JPEG cat",
             "missing image": "y.JPEG 1", "malformed line": "x.JPEG"}.get(case, "x.JPEG 1")
-    if not labels.exists():
-        labels.write_text(line + "\n")
+    labels.write_text(line + "\n")
     with pytest.raises(UserError, match=message):
-        dataset.load(cfg)
+        dataset.load(options(layout, **keys, limit=0 if case == "zero limit" else None))

@@ -16,7 +16,7 @@ from evalkit.scoring import Scorer
 
 
 def result():
-    s = Scorer()
+    s = Scorer(["topk"])
     s.update(["a", "b"], np.array([1, 2]), np.eye(1000, dtype=np.float32)[[1, 3]])
     return s.result()
 

@@ -18,7 +18,7 @@ def logits_ranking(order: list[int], classes: int = 1000) -> np.ndarray:
 
 
 def test_cumulative_topk_on_hand_computed_batches():
-    s = Scorer()
+    s = Scorer(["topk"])
     # image a: label at rank 0; b: rank 2; c: rank 4; d: not in top-5
     s.update(["a", "b"], np.array([7, 8]), np.stack([logits_ranking([7, 1, 2]), logits_ranking([1, 2, 8])]))
     s.update(["c", "d"], np.array([9, 10]), np.stack([logits_ranking([1, 2, 3, 4, 9]), logits_ranking([1, 2, 3, 4, 5, 10])]))
@@ -32,7 +32,7 @@ def test_cumulative_topk_on_hand_computed_batches():
 
 
 def test_per_class_accuracy():
-    s = Scorer()
+    s = Scorer(["topk"])
     s.update(["a", "b", "c"], np.array([3, 3, 4]),
              np.stack([logits_ranking([3]), logits_ranking([4, 3]), logits_ranking([4])]))
     per_class = s.result().per_class.set_index("label")
@@ -41,14 +41,14 @@ def test_per_class_accuracy():
 
 
 def test_1001_class_head_is_shifted_by_the_background_class():
-    s = Scorer()
+    s = Scorer(["topk"])
     s.update(["a"], np.array([65]), logits_ranking([66], classes=1001)[None])  # index 66 = class 65
     r = s.result()
     assert r.metrics["top1"] == 100.0 and r.metrics["background_class"] is True
 
 
 def test_ties_rank_the_lower_class_first():
-    s = Scorer()
+    s = Scorer(["topk"])
     s.update(["a"], np.array([5]), np.zeros((1, 1000), dtype=np.float32))
     assert list(s.result().predictions.iloc[0][["pred1", "pred2"]]) == [0, 1]
 
@@ -60,9 +60,9 @@ def test_ties_rank_the_lower_class_first():
 ])
 def test_bad_logits_are_user_errors(logits, message):
     with pytest.raises(UserError, match=message):
-        Scorer().update(["a"], np.array([0]), logits)
+        Scorer(["topk"]).update(["a"], np.array([0]), logits)
 
 
 def test_nothing_scored_is_an_error():
     with pytest.raises(UserError, match="no images"):
-        Scorer().result()
+        Scorer(["topk"]).result()

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from evalkit import preprocess
-from evalkit.preprocess import _cv2, mmcls
+from evalkit.contract import decode_bgr
+from evalkit.preprocess import mmcls
 from evalkit.preprocess.mmcls import Params
 
 T = pytest.importorskip("torchvision.transforms", reason="geometry parity needs evalkit[torch]")
@@ -30,7 +31,7 @@ def test_resize_and_center_crop_equal_torchvision_geometry_on_every_shared_image
     """Resize(short, truncated long side) + CenterCrop(round-half-even) is torchvision's geometry."""
     tv = T.Compose([T.Resize(288, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(256)])
     for path in sorted(sample_root.glob("*/*.JPEG")):
-        bgr = _cv2.decode_bgr(path.read_bytes())
+        bgr = decode_bgr(path.read_bytes())
         ours = mmcls.center_crop(mmcls.resize_short(bgr, CSP), CSP)
         assert np.array_equal(ours, np.asarray(tv(Image.fromarray(bgr)))), path.name
 
@@ -59,7 +60,7 @@ def test_efficientnet_style_crop_side_is_truncated():
 
 def test_efficientnet_style_on_every_shared_image_matches_the_formula(sample_root):
     for path in sorted(sample_root.glob("*/*.JPEG")):
-        bgr = _cv2.decode_bgr(path.read_bytes())
+        bgr = decode_bgr(path.read_bytes())
         h, w = bgr.shape[:2]
         side = 256 / 288 * min(h, w)
         y1, x1 = int(round((h - side) / 2)), int(round((w - side) / 2))
@@ -70,7 +71,7 @@ def test_efficientnet_style_on_every_shared_image_matches_the_formula(sample_roo
 
 def test_cv2_decode_applies_exif_orientation():
     data = encode(64, 32, orientation=6)  # rotate 90 on display
-    assert _cv2.decode_bgr(data).shape[:2] == (64, 32)
+    assert decode_bgr(data).shape[:2] == (64, 32)
     assert np.asarray(Image.open(io.BytesIO(data))).shape[:2] == (32, 64)
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
 from evalkit.pipeline import evaluate_offline
+from evalkit.scoring import Scorer
 from evalkit.runtimes import ascend, vamp
 
 SAMPLES = [Sample("img_a", Path("a.JPEG"), 7), Sample("img_b", Path("b.JPEG"), 3)]
@@ -26,7 +27,7 @@ def score_ascend(files: dict[str, bytes], **options):
         for name, data in files.items():
             (folder / name).write_bytes(data)
         dump = ascend.AscendDump(ascend.Options(dump_dir=str(folder), allow_missing=True, **options), folder)
-        scorer, report = evaluate_offline(SAMPLES, dump, 1000, progress=False)
+        scorer, report = evaluate_offline(SAMPLES, dump, Scorer(["topk"]), progress=False)
         return scorer.result(), report
     finally:
         shutil.rmtree(folder)
@@ -90,7 +91,7 @@ def test_any_npz_content_is_an_output_or_reported_unusable(data):
         datalist = folder / "list.txt"
         datalist.write_text("/npz/n0/img_a.npz\n")
         runtime = vamp.VampNpz(vamp.Options(allow_missing=True), folder, datalist)
-        scorer, report = evaluate_offline(SAMPLES[:1], runtime, 1000, progress=False)
+        scorer, report = evaluate_offline(SAMPLES[:1], runtime, Scorer(["topk"]), progress=False)
         scored = scorer.result().metrics["no_prediction"] == 0
         assert scored != ("img_a" in report.unusable)  # either a real output or reported, never both or neither
     finally:
@@ -110,7 +111,7 @@ def test_any_result_txt_is_parsed_or_refused_with_its_line(lines):
             assert "not a result.txt line" in str(e)
             return
         try:
-            scorer, _ = evaluate_offline(SAMPLES, runtime, 1000, progress=False)
+            scorer, _ = evaluate_offline(SAMPLES, runtime, Scorer(["topk"]), progress=False)
         except UserError as e:
             assert "more than one output" in str(e)
             return
@@ -123,7 +124,7 @@ def test_npz_with_pickled_objects_is_refused_not_loaded(tmp_path):
     np.save(tmp_path / "x.npy", np.array([object()], dtype=object), allow_pickle=True)
     (tmp_path / "img_a_0.npy").write_bytes((tmp_path / "x.npy").read_bytes())
     dump = ascend.AscendDump(ascend.Options(dump_dir=str(tmp_path), allow_missing=True, format="ais_bench"), tmp_path)
-    _, report = evaluate_offline(SAMPLES[:1], dump, 1000, progress=False)
+    _, report = evaluate_offline(SAMPLES[:1], dump, Scorer(["topk"]), progress=False)
     assert "unreadable .npy" in report.unusable["img_a"]
 
 

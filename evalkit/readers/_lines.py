@@ -1,0 +1,60 @@
+"""What the label-file layouts share: ``path label`` lines, labels given as class index or wnid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from evalkit.contract import Classes, Sample
+from evalkit.errors import UserError
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def root_folder(root: str | None, name: str) -> Path:
+    """``dataset.root`` as an existing folder."""
+    if not root:
+        raise UserError(f"dataset {name} needs dataset.root=PATH (the folder of validation images)")
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"dataset.root={root}: no such folder")
+    return folder
+
+
+def parse_label(text: str, where: str, index: dict[str, int]) -> int:
+    """A class index, or a wnid looked up in ``index`` (wnid -> index)."""
+    if text in index:
+        return index[text]
+    try:
+        label = int(text)
+    except ValueError:
+        raise UserError(f"{where}: label {text!r} is neither a class index nor a wnid") from None
+    if not 0 <= label < len(index):
+        raise UserError(f"{where}: label {label} is out of range 0..{len(index) - 1} "
+                        "(labels are 0-based sorted-wnid indices)")
+    return label
+
+
+def parse(lines: list[str], base: Path, source: str, classes: Classes, confine: bool = True) -> list[Sample]:
+    """``path label`` lines; with ``confine`` a path may not leave ``base`` (no ``../``, no absolute paths)."""
+    samples = []
+    index = {w: i for i, w in enumerate(classes.wnids)}
+    root = Path(os.path.abspath(base))  # lexical: symlinked images inside the root stay allowed
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        where = f"{source}:{n}"
+        if len(parts) != 2:
+            raise UserError(f"{where}: expected 'path label', got {line.strip()!r}")
+        path = (base / parts[0]).expanduser()
+        if confine and not Path(os.path.abspath(path)).is_relative_to(root):
+            raise UserError(f"{where}: {parts[0]} points outside the dataset root {root}")
+        if not path.is_file():
+            raise UserError(f"{where}: image {path} does not exist; check dataset.root and the label file's paths")
+        samples.append(Sample(path.stem, path, parse_label(parts[1], where, index)))
+    return samples
