@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from evalkit.config import unknown_key_message
+from evalkit.config import retired_option_message, unknown_key_message
 from evalkit.errors import UserError
 
 
@@ -53,10 +53,14 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
 
 
 def config_error_message(e: BaseException) -> str:
-    """A key the schema lacks: its closest keys instead of Hydra's advice to append it with ``+key``.
+    """A key the schema lacks: its closest keys instead of Hydra's advice to append it with ``+key``; a removed
+    option: what replaced it.
 
     The omegaconf error under Hydra's has the full key and the composed node that lacks it.
     """
+    retired = retired_option_message(str(e))
+    if retired:
+        return retired
     cause: BaseException | None = e
     while cause is not None:
         node = getattr(cause, "parent_node", None)

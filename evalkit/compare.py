@@ -8,6 +8,7 @@ For notebooks::
     compare.agreement(runs)                                     # pairwise per-image top-1 agreement (%)
     compare.disagreements(runs.path[0], runs.path[1])           # the images where two runs differ
     compare.mcnemar(a, b); compare.bootstrap_diff(a, b)         # is the top-1 difference real?
+    compare.versus(runs, baseline=runs.path[0])                 # each run against one: delta, agreement, McNemar p
     compare.logit_stats(a, b)                                   # when both stored logits
 
 ``python -m evalkit.compare RUN... --html report.html`` writes the same as a static page.
@@ -31,9 +32,9 @@ from evalkit.record import RunRecord
 
 
 def _label(run: RunRecord) -> str:
-    """How a run is named in tables and plots: runtime (precision, where the runtime has the setting) and recipe."""
-    precision = run.precision_setting
-    runtime = run.runtime_name + (f" {precision}" if precision else "")
+    """How a run is named in tables and plots: runtime, precision (where not fp32, or where what ran differs) and recipe."""
+    label = run.precision_label
+    runtime = run.runtime_name + ("" if label == record.DEFAULT_PRECISION else f" {label}")
     return f"{runtime} / {run.recipe['family']}"
 
 
@@ -45,7 +46,7 @@ def load(paths: Sequence[str | Path]) -> pd.DataFrame:
         refs = run.applicable_references
         rows.append({
             "id": run.id, "path": str(Path(path).resolve()), "model": run.model_name,
-            "runtime": run.runtime_name, "precision": run.precision,
+            "runtime": run.runtime_name, "precision": run.precision, "executed_precision": run.executed_precision,
             "recipe": run.recipe["family"], "label": _label(run), "n": run.metrics["n"],
             **{f"top{k}": run.metrics[f"top{k}"] for k in range(1, 6)},
             "reference": refs[0]["source"] if refs else None, "ref_top1": refs[0]["ref_top1"] if refs else None,
@@ -145,6 +146,27 @@ def logit_stats(a: str | Path, b: str | Path) -> dict[str, float]:
         raise UserError(f"logits of shape {xa.shape} and {xb.shape} cannot be compared")
     cos = (xa * xb).sum(1) / (np.linalg.norm(xa, axis=1) * np.linalg.norm(xb, axis=1))
     return {"max_abs_diff": float(np.abs(xa - xb).max()), "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+
+
+def versus(runs: pd.DataFrame, baseline: str | Path, classes: int = 3) -> pd.DataFrame:
+    """Each run against a baseline run of the same images (e.g. fp16 and int8 against fp32): top-1/top-5, their
+    delta, per-image top-1 agreement, McNemar's p and the ``classes`` classes whose top-1 changed most."""
+    from evalkit.classes import imagenet1k
+
+    rows = []
+    for _, run in runs.iterrows():
+        pa, pb = _paired(baseline, run["path"])
+        hit_a, hit_b = pa["pred1"] == pa["label"], pb["pred1"] == pb["label"]
+        per_class = (hit_b.astype(float) - hit_a.astype(float)).groupby(pa["label"]).mean() * 100.0
+        changed = per_class[per_class != 0].sort_values(key=abs, ascending=False).head(classes)
+        test = mcnemar(baseline, run["path"])
+        rows.append({"label": run["label"], "precision": run["precision"], "executed": run.get("executed_precision"),
+                     "top1": run["top1"], "top5": run["top5"],
+                     "delta_top1": 100.0 * float(hit_b.mean() - hit_a.mean()),
+                     "agreement": 100.0 * float((pa["pred1"] == pb["pred1"]).mean()), "mcnemar_p": test["p_value"],
+                     "most_changed": ", ".join(f"{imagenet1k().names[c]} {d:+.0f}" for c, d in changed.items()),
+                     "n": len(pa)})
+    return pd.DataFrame(rows)
 
 
 def _figure():

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from evalkit.contract import GROUPS, load, plugins
+from evalkit.contract import GROUPS, PrecisionOptions, load, plugins
 from evalkit.errors import UserError, at_least
 
 
@@ -92,6 +92,7 @@ class Config:
     preprocess: Any = MISSING
     runtime: Any = MISSING
     dataset: Any = MISSING
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     #: decode/resize worker processes; 0 = one per CPU core
     workers: int = 0
@@ -107,6 +108,22 @@ class Config:
         at_least("workers", self.workers, 0)
         for name in self.metrics:
             load(GROUPS["metric"], name)  # an unknown name is a UserError listing the valid ones
+
+
+#: config options that were removed -> what to write instead
+RETIRED_OPTIONS = {
+    "runtime/trt_fp16": "runtime=trt precision=fp16",
+    "runtime/trt_int8": "runtime=trt precision=int8",
+}
+
+
+def retired_option_message(error: str) -> str | None:
+    """The advice for a removed option Hydra could not find (``Could not find 'runtime/trt_int8'``), else None."""
+    for option, advice in RETIRED_OPTIONS.items():
+        if f"'{option}'" in error:
+            return (f"{option.replace('/', '=')} was removed: use {advice} "
+                    "(reduced precision is a model transform now, the precision config group)")
+    return None
 
 
 def unknown_key_message(full_key: str, valid: Iterable[str]) -> str:
@@ -145,6 +162,7 @@ def register() -> None:
         OmegaConf.register_new_resolver("pkg", _package_dir)
     cs = ConfigStore.instance()
     cs.store(name="evalkit_schema", node=Config)
+    cs.store(group="precision", name="precision_schema", node=PrecisionOptions)
     for group, kind, cls in (("preprocess", "recipe", "Params"), ("runtime", "runtime", "Options"),
                              ("dataset", "reader", "Options")):
         for name in plugins(GROUPS[kind]):
@@ -173,7 +191,7 @@ def to_object(cfg: Any) -> Config:
     Keys added with ``+key=value`` that a schema does not have are an error, not dropped.
     """
     obj = OmegaConf.to_object(cfg)
-    sections = ("model", "preprocess", "runtime", "dataset", "results", "cache")
+    sections = ("model", "preprocess", "runtime", "dataset", "precision", "results", "cache")
     for prefix, node, schema in [("", cfg, obj), *((f"{s}.", cfg[s], getattr(obj, s)) for s in sections)]:
         known = {f.name for f in dataclasses.fields(schema)}
         unknown = sorted(set(node.keys()) - known)

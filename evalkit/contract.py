@@ -10,16 +10,19 @@ Plug-ins are found by entry points (``GROUPS``): a package that declares
 is selectable as ``runtime=myrt`` with no change to evalkit. What a module of each kind defines:
 
 - runtime (``evalkit.runtimes``): ``Options`` (a dataclass whose ``name`` defaults to the entry-point
-  name; an online runtime's also has ``batch_size``, the evaluation batch) and
-  ``open(options, context) -> Runtime | OfflineRuntime``; optionally
-  ``write_inputs(context, output, progress) -> list[Path]`` (an ``InputWriter``: the files a device tool reads).
+  name; an online runtime's also has ``batch_size``, the evaluation batch),
+  ``open(options, context) -> Runtime | OfflineRuntime`` and ``PRECISIONS``, the ``precision`` names it
+  can run (without it: fp32 only); optionally ``write_inputs(context, output, progress) -> list[Path]``
+  (an ``InputWriter``: the files a device tool reads).
 - recipe (``evalkit.recipes``): ``Params`` (``family`` = the entry-point name), ``pixels(data, params)``,
   ``normalize(pixels, params)``, ``output_shape(params)`` and ``LIBRARIES`` (see ``Recipe``).
 - reader (``evalkit.readers``): ``Options`` (a ``DatasetOptions`` whose ``layout`` defaults to the
   entry-point name, plus the reader's own keys) and ``read(options, classes) -> list[Sample]`` (``Reader``).
 - metric (``evalkit.metrics``): ``open(classes) -> Metric``; the run's ``metrics`` list names them.
-- transform (``evalkit.transforms``): ``Options`` and ``apply(options, onnx_in, onnx_out, context)``
-  (``Transform``: ONNX in, ONNX out).
+- transform (``evalkit.transforms``, named after the precision it makes): ``apply(options, onnx_in, onnx_out,
+  context)`` (``Transform``: ONNX in, ONNX out; ``options`` is the run's ``PrecisionOptions``, the context's
+  samples are the calibration images when its ``CALIBRATED`` is true) and ``TOOLS``, the distributions whose
+  versions change the output.
 
 Heavy dependencies (torch, tensorrt, onnxruntime, cv2) are imported inside ``open``/``apply``, never
 at module level: loading a plug-in to read its ``Options`` must stay light. A missing dependency
@@ -33,6 +36,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import platform
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib import metadata
@@ -100,6 +104,23 @@ def samples_fingerprint(samples: Iterable[Sample]) -> str:
     for s in samples:
         h.update(f"{s.id}\t{s.label}\n".encode())
     return h.hexdigest()[:16]
+
+
+def cpu_isa() -> str:
+    """The CPU's best int8-relevant instruction set (amx, avx512_vnni, avx_vnni, avx512, avx2), from /proc/cpuinfo.
+
+    CPU int8 kernels saturate differently with and without VNNI, so int8 results are recorded beside it.
+    """
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    for isa, flag in (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"),
+                      ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return isa
+    return platform.machine() or "unknown"
 
 
 def opencv() -> ModuleType:
@@ -211,6 +232,50 @@ def transform(data: bytes, params: Any) -> np.ndarray:
     return module.normalize(module.pixels(data, params), params)
 
 
+# ----------------------------------------------------------------------------------------------- precision
+
+#: the ``precision=`` choices: fp32 is the model as exported; the others are a transform of it (fp16, int8)
+#: or a runtime's own mode (bf16: torch autocast)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass
+class Calibration:
+    """The images int8 scales are calibrated on, prepared by the run's own recipe."""
+
+    #: the calibration images' folder; null: a class-balanced subset of the evaluated images (overlaps the
+    #: evaluation: warned and recorded)
+    root: Optional[str] = None
+    #: how ``root`` is laid out: a reader (imagefolder, or labelfile with ``labels``)
+    layout: str = "imagefolder"
+    labels: Optional[str] = None
+    #: images, taken class by class so every class of the set is represented
+    size: int = 500
+    #: activation ranges: minmax (default: measured best here, see the README), entropy, percentile
+    method: str = "minmax"
+    batch_size: int = 16
+
+
+@dataclass
+class PrecisionOptions:
+    """``precision=NAME``: the numeric format the model is evaluated in."""
+
+    name: str = "fp32"
+    #: node names or op types kept in fp32
+    exclude: list[str] = dataclasses.field(default_factory=list)
+    calibration: Calibration = dataclasses.field(default_factory=Calibration)
+
+    def __post_init__(self) -> None:
+        if self.name not in PRECISIONS:
+            raise UserError(f"precision={self.name} is not one of {', '.join(PRECISIONS)}")
+        if self.calibration.method not in CALIBRATION_METHODS:
+            raise UserError(f"precision.calibration.method={self.calibration.method} is not one of "
+                            f"{', '.join(CALIBRATION_METHODS)}")
+        at_least("precision.calibration.size", self.calibration.size, 1)
+        at_least("precision.calibration.batch_size", self.calibration.batch_size, 1)
+
+
 # ----------------------------------------------------------------------------------------------- context
 
 class ModelSpec(Protocol):
@@ -254,6 +319,8 @@ class Context:
 
     model: ModelSpec
     recipe: Recipe
+    #: the requested precision; ``onnx_file()`` already returns the model transformed to it
+    precision: PrecisionOptions
     cache_dir: Path
     #: the class list the labels index (ImageNet-1k)
     classes: Classes
@@ -261,7 +328,8 @@ class Context:
     samples: list[Sample]
     #: the preprocessed-tensor cache folder (None: no cache)
     tensor_cache: Path | None
-    #: () -> Path: ``model.onnx``, or an ONNX the core exported from ``model.weights`` and cached
+    #: () -> Path: ``model.onnx``, or an ONNX the core exported from ``model.weights`` and cached; in the
+    #: requested precision (the core applies and caches the precision transform)
     onnx_file: Callable[[], Path]
     #: () -> the framework model (timm, eval mode) with ``model.weights`` loaded
     torch_model: Callable[[], Any]
@@ -418,14 +486,17 @@ class Metric(Protocol):
 
 
 class Transform(Protocol):
-    """A transform module's ``apply``: write a transformed copy of an ONNX model (e.g. fp16, int8)."""
+    """A transform module's ``apply``: write a transformed copy of an ONNX model (e.g. fp16, int8).
 
-    def __call__(self, options: Any, onnx_in: Path, onnx_out: Path, context: Context) -> None: ...
+    ``context.samples`` are the calibration images (``context.prepared`` gives their arrays).
+    """
+
+    def __call__(self, options: PrecisionOptions, onnx_in: Path, onnx_out: Path, context: Context) -> None: ...
 
 
 __all__ = [
     "GROUPS", "plugins", "load", "file_sha256", "Sample", "samples_fingerprint", "params_dict", "recipe_module",
-    "Recipe", "transform", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
+    "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS", "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
     "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform",
-    "opencv", "decode_bgr",
+    "cpu_isa", "opencv", "decode_bgr",
 ]

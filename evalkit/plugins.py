@@ -17,15 +17,24 @@ import numpy as np
 from tqdm import tqdm
 
 from evalkit.classes import imagenet1k
-from evalkit.contract import GROUPS, Context, OfflineRuntime, Recipe, Runtime, Sample, load
+from evalkit.contract import GROUPS, Context, OfflineRuntime, PrecisionOptions, Recipe, Runtime, Sample, load, plugins
 from evalkit.errors import UserError
 from evalkit.export import load_torch_model, onnx_file
+from evalkit.precision import Transformed
 from evalkit.prepare import Prepared, ordered
 
 
 def runtime_module(name: str) -> ModuleType:
     """The runtime plug-in registered as ``name`` (entry-point group ``evalkit.runtimes``)."""
     return load(GROUPS["runtime"], name)
+
+
+def check_precision(precision: str, runtime: str) -> None:
+    """Refuse, before any work, a precision the runtime cannot run, naming the runtimes that can."""
+    if precision in getattr(runtime_module(runtime), "PRECISIONS", ("fp32",)):
+        return
+    able = [n for n in plugins(GROUPS["runtime"]) if precision in getattr(runtime_module(n), "PRECISIONS", ("fp32",))]
+    raise UserError(f"runtime={runtime} cannot run precision={precision}; runtimes that can: {', '.join(able) or 'none'}")
 
 
 def open_runtime(options: Any, context: Context) -> Runtime | OfflineRuntime:
@@ -58,12 +67,20 @@ def write_each(samples: list[Sample], arrays: Iterable[np.ndarray], output: Path
 
 
 def make_context(model: Any, recipe: Recipe, cache_dir: Path, samples: list[Sample] | None = None,
-                 tensor_cache: Path | None = None) -> Context:
-    """The Context a plug-in receives: the data, and the core's services bound to it."""
+                 tensor_cache: Path | None = None, precision: PrecisionOptions | None = None) -> Context:
+    """The Context a plug-in receives: the data, and the core's services bound to it.
+
+    Its ``onnx_file`` is a ``precision.Transformed``: the model in ``precision`` (default fp32); a transform
+    gets a context of its calibration samples whose ``onnx_file`` is the fp32 source.
+    """
+    precision = precision or PrecisionOptions()
+    samples = list(samples or [])
+    source = partial(onnx_file, model, recipe, cache_dir)
+    calibration_context = partial(make_context, model, recipe, cache_dir, tensor_cache=tensor_cache)
     return Context(
-        model=model, recipe=recipe, cache_dir=cache_dir, samples=list(samples or []), tensor_cache=tensor_cache,
-        classes=imagenet1k(),
-        onnx_file=partial(onnx_file, model, recipe, cache_dir),
+        model=model, recipe=recipe, precision=precision, cache_dir=cache_dir, samples=samples,
+        tensor_cache=tensor_cache, classes=imagenet1k(),
+        onnx_file=Transformed(source, precision, recipe, cache_dir, samples, calibration_context),
         torch_model=partial(load_torch_model, model),
         prepared=partial(Prepared, recipe=recipe, cache_dir=tensor_cache),
         ordered=ordered,

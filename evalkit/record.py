@@ -30,6 +30,8 @@ from evalkit.scoring import Result
 SCHEMA_VERSION = 2
 #: the runtime precision of a run whose runtime has no precision setting
 DEFAULT_PRECISION = "fp32"
+#: fields absent from the file rather than null when unset (most runs are not merged, most run the model as exported)
+OMITTED_WHEN_NONE = ("merged_from", "transform")
 
 
 @dataclass
@@ -57,6 +59,8 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    #: what the precision transform did (calibration set, derived model and its hash); absent: the model as exported
+    transform: dict[str, Any] | None = None
     #: a merged run: the ids of the shard runs it was made from (absent from the file otherwise)
     merged_from: list[str] | None = None
     #: keys of the file this version does not know
@@ -84,7 +88,7 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         data = {"schema_version": self.schema_version}
         for f in dataclasses.fields(self):
-            if f.name in ("extra", "schema_version") or (f.name == "merged_from" and self.merged_from is None):
+            if f.name in ("extra", "schema_version") or (f.name in OMITTED_WHEN_NONE and getattr(self, f.name) is None):
                 continue
             data[f.name] = getattr(self, f.name)
         return {**data, **self.extra}
@@ -98,14 +102,20 @@ class RunRecord:
         return self.runtime["name"]
 
     @property
-    def precision_setting(self) -> str | None:
-        """The runtime's precision as configured; None for runtimes without the setting."""
-        return self.runtime.get("precision")
+    def precision(self) -> str:
+        """The requested precision (``precision=``; before it existed, TensorRT's ``runtime.precision``)."""
+        return (self.config.get("precision") or {}).get("name") or self.runtime.get("precision") or DEFAULT_PRECISION
 
     @property
-    def precision(self) -> str:
-        """The precision the model ran at: the setting, or fp32 for runtimes without one."""
-        return self.precision_setting or DEFAULT_PRECISION
+    def executed_precision(self) -> str | None:
+        """What the runtime really computed in, in its words (e.g. ``fp16 weights; fp32 compute``); None: unknown."""
+        return (self.runtime.get("info") or {}).get("executed_precision")
+
+    @property
+    def precision_label(self) -> str:
+        """The requested precision, with what ran where that differs: ``fp16 (fp16 weights; fp32 compute)``."""
+        executed = self.executed_precision
+        return self.precision + (f" ({executed})" if executed and executed != self.precision else "")
 
     @property
     def metric_names(self) -> list[str]:

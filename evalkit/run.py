@@ -26,7 +26,8 @@ from evalkit.config import Config, cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
 from evalkit.contract import OfflineRuntime, Runtime, samples_fingerprint
-from evalkit.plugins import make_context, open_runtime
+from evalkit.plugins import check_precision, make_context, open_runtime
+from evalkit.precision import Transformed
 from evalkit.scoring import Scorer
 from evalkit.preprocess import Recipe, params_dict
 
@@ -60,16 +61,19 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    check_precision(cfg.precision.name, cfg.runtime.name)
     recipe = preprocess.build(cfg.preprocess)
     full = datasets.load(cfg.dataset)
     samples = datasets.shard(full, cfg.dataset.num_shards, cfg.dataset.shard)
     list_fingerprint = samples_fingerprint(samples)
     classes = imagenet1k()
-    print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, "
-          f"dataset {cfg.dataset.name}: {len(samples)} images")
+    print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, precision "
+          f"{cfg.precision.name}, dataset {cfg.dataset.name}: {len(samples)} images")
     print(f"recipe {recipe.family}:\n{recipe.describe()}")
     tensor_cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
-    runtime = open_runtime(cfg.runtime, make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache))
+    context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache, cfg.precision)
+    runtime = open_runtime(cfg.runtime, context)
+    transformed: Transformed = context.onnx_file  # type: ignore[assignment]
     extra: dict = {}
     dump: dict | None = None
     try:
@@ -95,6 +99,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
+        warnings = transformed.warnings + warnings  # printed when the transform ran
         runtime_info = runtime.info()
     finally:
         runtime.close()
@@ -126,10 +131,12 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         warnings=warnings,
         versions=record.versions(),
         config=resolved,
+        transform=transformed.record,
     )
     run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
     if cfg.results.history:
         history.add(Path(cfg.results.history), run_dir)
     print(reference.format_table(result.metrics, table))
+    print(f"precision: {run.precision_label}")
     print(f"run written to {run_dir}")
     return run_dir

@@ -1,7 +1,8 @@
 """Device memory, copies and streams for the TensorRT runtime, through pycuda or cuda-python.
 
-pycuda is what the vendor seeds use; cuda-python (``cuda-bindings``) installs from PyPI
-without the CUDA headers pycuda needs to build. The runtime sees one small interface.
+pycuda is what the vendor seeds use; cuda-python (``cuda.bindings.runtime``, 12.6.1 and later;
+cuda-python 13 has no ``cuda.cudart``) installs from PyPI without the CUDA headers pycuda needs
+to build. The runtime sees one small interface.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ class _PyCuda:
     backend = "pycuda"
 
     def __init__(self) -> None:
-        import pycuda.autoinit  # noqa: F401  (creates the context on device 0)
         import pycuda.driver as driver
 
+        try:
+            import pycuda.autoinit  # noqa: F401  (creates the context on device 0)
+        except (driver.Error, RuntimeError) as e:  # no GPU or driver: cuInit or the context fails
+            raise UserError(f"CUDA error: {e}; check the GPU and its driver") from e
         self.driver = driver
         self.stream = driver.Stream()
 
@@ -73,7 +77,7 @@ class _CudaPython:
     def __init__(self) -> None:
         try:
             from cuda.bindings import runtime as cudart
-        except ImportError:  # cuda-python < 12.6 layout
+        except ImportError:  # cuda-python before 12.6.1
             from cuda import cudart
         self.cudart = cudart
         self._check(cudart.cudaSetDevice(0))
@@ -83,8 +87,9 @@ class _CudaPython:
     def _check(self, result: tuple) -> Any:
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self.cudart.cudaError_t.cudaSuccess:
-            name = self.cudart.cudaGetErrorString(err)[1]
-            raise UserError(f"CUDA error {err.name if hasattr(err, 'name') else err}: {name!r}; check the GPU and its driver")
+            text = self.cudart.cudaGetErrorString(err)[1]
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            raise UserError(f"CUDA error {getattr(err, 'name', err)}: {text}; check the GPU and its driver")
         return rest[0] if len(rest) == 1 else rest
 
     def alloc(self, nbytes: int) -> Any:

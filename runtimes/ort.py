@@ -2,10 +2,18 @@
 
 CUDA/TensorRT execution providers work by naming them in ``runtime.providers``
 when the installed onnxruntime build has them.
+
+Precision: the context's ONNX is already in the requested precision. An int8 Q/DQ model runs
+simulated by default (``session.disable_quant_qdq``: each Q/DQ pair rounds in fp32, which is what an
+int8 accelerator computes); ``runtime.int8_kernels=true`` lets ONNX Runtime fuse them into its own int8
+kernels, whose accuracy depends on the CPU (u8s8 saturation without VNNI). The CPU provider runs an
+fp16 model as fp32 kernels with Casts around them; ``info()`` reports what really ran, read from the
+optimized graph.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -13,8 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Context, Runtime, file_sha256
+from evalkit.contract import Context, Runtime, cpu_isa, file_sha256
 from evalkit.errors import UserError, at_least
+
+#: bf16 is absent: the CPU provider has no bfloat16 Conv/Gemm kernels
+PRECISIONS = ("fp32", "fp16", "int8")
+#: ops that hold the convolutions and matrix products, float or integer
+_COMPUTE = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
+_INTEGER = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul",
+            "MatMulIntegerToFloat"}
+_TYPES = {1: "fp32", 10: "fp16", 16: "bf16"}
 
 
 @dataclass
@@ -27,6 +43,9 @@ class Options:
     inter_op_threads: int = 0
     #: idle ORT threads spin-wait by default; off leaves the cores to the decode workers between batches
     allow_spinning: bool = False
+    #: int8 Q/DQ models: false simulates quantization in fp32 (what an accelerator computes); true fuses Q/DQ
+    #: into ONNX Runtime's own int8 kernels (CPU-dependent accuracy)
+    int8_kernels: bool = False
 
     def __post_init__(self) -> None:
         for key, minimum in (("batch_size", 1), ("intra_op_threads", 0), ("inter_op_threads", 0)):
@@ -38,10 +57,11 @@ def _dim(d: Any) -> int | None:
 
 
 class OrtRuntime(Runtime):
-    def __init__(self, session: Any, options: Options, path: str) -> None:
+    def __init__(self, session: Any, options: Options, path: str, executed: str) -> None:
         self.session = session
         self.options = options
         self.path = path
+        self.executed = executed
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1:
             raise UserError(f"{path} has {len(inputs)} inputs; evalkit feeds classifiers with one image input")
@@ -65,7 +85,47 @@ class OrtRuntime(Runtime):
             "providers": self.session.get_providers(),
             "model_file": self.path,
             "model_sha256": file_sha256(Path(self.path)),
+            "executed_precision": self.executed,
+            "int8_kernels": self.options.int8_kernels,
+            "cpu_isa": cpu_isa(),
         }
+
+
+def _compute_types(model: Any) -> set[str]:
+    """The types the convolutions and matrix products run in: their weights' type as the kernels see it."""
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    made = {out: n for n in model.graph.node for out in n.output}
+    found = set()
+    for node in model.graph.node:
+        if node.op_type in _INTEGER:
+            found.add("int8")
+        elif node.op_type in _COMPUTE and len(node.input) > 1:
+            weight = node.input[1]
+            producer = made.get(weight)
+            if weight in inits:
+                found.add(_TYPES.get(inits[weight], str(inits[weight])))
+            elif producer is not None and producer.op_type == "Cast":
+                to = next(a.i for a in producer.attribute if a.name == "to")
+                found.add(_TYPES.get(to, str(to)))
+            elif producer is not None and producer.op_type == "DequantizeLinear":
+                found.add("int8 simulated")
+    return found
+
+
+def executed_precision(original: Any, optimized: Any, simulated: bool) -> str:
+    """What ran, in words: ``fp16 weights; fp32 compute``, ``int8 Q/DQ simulated in fp32``, ``int8 kernels``."""
+    ops = {n.op_type for n in original.graph.node}
+    stored = {_TYPES.get(i.data_type) for i in original.graph.initializer} - {None}
+    compute = _compute_types(optimized)
+    if "QuantizeLinear" in ops or "DequantizeLinear" in ops:
+        if simulated:
+            return "int8 Q/DQ simulated in fp32"
+        return f"int8 kernels on {cpu_isa()}" if "int8" in compute else "int8 Q/DQ not fused: fp32 compute"
+    if "fp16" in stored:
+        if compute == {"fp16"}:
+            return "fp16"
+        return "fp16 weights; fp32 compute" if compute <= {"fp32"} else f"fp16 weights; {'/'.join(sorted(compute))} compute"
+    return "/".join(sorted(compute)) or "fp32"
 
 
 def open(options: Options, context: Context) -> OrtRuntime:
@@ -85,8 +145,29 @@ def open(options: Options, context: Context) -> OrtRuntime:
     so.inter_op_num_threads = options.inter_op_threads
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
+    simulated = not options.int8_kernels
+    if simulated:
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
-        session = ort.InferenceSession(path, so, providers=list(options.providers))
-    except Exception as e:  # onnxruntime raises its own pybind types for unreadable models
+        original = _onnx().load(path, load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and others for unreadable files
         raise UserError(f"onnxruntime cannot load {path}: {e}") from e
-    return OrtRuntime(session, options, path)
+    reduced = any(i.data_type != 1 for i in original.graph.initializer if i.data_type in _TYPES) or any(
+        n.op_type == "DequantizeLinear" for n in original.graph.node)
+    with tempfile.TemporaryDirectory(prefix="evalkit-ort-") as tmp:
+        if reduced:  # what the kernels run shows only in the optimized graph
+            so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        try:
+            session = ort.InferenceSession(path, so, providers=list(options.providers))
+        except Exception as e:  # onnxruntime raises its own pybind types for unreadable models
+            raise UserError(f"onnxruntime cannot load {path}: {e}") from e
+        optimized = _onnx().load(so.optimized_model_filepath, load_external_data=False) if reduced else original
+    return OrtRuntime(session, options, path, executed_precision(original, optimized, simulated))
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as e:
+        raise UserError("runtime=ort reads the model graph with onnx: pip install 'evalkit[ort]'") from e
+    return onnx

@@ -1,7 +1,8 @@
 """PyTorch eager: the timm model with the user's weights, the framework the weights came from.
 
 The reference point of a framework comparison: the same weights through ONNX Runtime,
-TensorRT or a device should agree with it image by image.
+TensorRT or a device should agree with it image by image. ``precision=fp16|bf16`` runs the model
+under ``torch.autocast`` (the matmul/conv ops in that type, the rest in fp32), as timm's ``--amp`` does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import numpy as np
 
 from evalkit.contract import Context, Runtime
 from evalkit.errors import UserError, at_least
+
+#: fp16 and bf16 by autocast; int8 needs a quantized graph (an ONNX runtime runs the int8 transform)
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -33,14 +37,19 @@ class TorchRuntime(Runtime):
         self.net, self.torch, self.weights = net, torch, weights
         self.input_shape = context.recipe.output_shape
         self.num_outputs = context.model.num_classes
+        self.precision = context.precision.name
+        self.autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self.net(self.torch.from_numpy(np.ascontiguousarray(batch))).float().numpy()
+        x = self.torch.from_numpy(np.ascontiguousarray(batch))
+        with self.torch.inference_mode(), self.torch.autocast("cpu", dtype=self.autocast,
+                                                              enabled=self.autocast is not None):
+            return self.net(x).float().numpy()
 
     def info(self) -> dict[str, Any]:
         return {"torch": metadata.version("torch"), "timm": metadata.version("timm"), "weights": self.weights,
-                "threads": self.torch.get_num_threads()}
+                "threads": self.torch.get_num_threads(),
+                "executed_precision": f"{self.precision} (autocast)" if self.autocast is not None else "fp32"}
 
 
 def open(options: Options, context: Context) -> TorchRuntime:

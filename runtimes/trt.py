@@ -1,11 +1,13 @@
-"""TensorRT (10 and later): engines built from the ONNX, cached, and run on one GPU.
+"""TensorRT 10.12 and later (11 included): strongly typed engines built from the ONNX, cached, run on one GPU.
 
-Build: parse the ONNX, fp32 / fp16 / int8, an optimisation profile over the batch
-dimension, a workspace limit and a persistent timing cache. The engine cache is keyed
-by the ONNX content, TensorRT version, GPU name and compute capability, precision, batch
-range and (int8) calibration set; a hit skips the build, and an engine whose bytes do not
-match its recorded hash is rebuilt, not trusted. INT8 calibrates with an entropy
-calibrator on a class-balanced subset of the dataset prepared by the run's own recipe.
+Precision is no TensorRT setting: the core hands over the ONNX already transformed to the run's
+``precision`` (float16 weights and compute, or explicit QuantizeLinear/DequantizeLinear nodes), and a
+strongly typed network runs exactly the ONNX's types (TensorRT 11 builds no other kind). Build: parse
+the ONNX, an optimisation profile over the batch dimension, a workspace limit and a persistent timing
+cache. The engine cache is keyed by the ONNX content, TensorRT version, GPU name and compute capability,
+batch range, input shape and workspace; a hit skips the build, and an engine whose bytes do not match
+its recorded hash is rebuilt, not trusted. Engines carry no user metadata, so the ONNX's metadata (the
+export's recipe) is kept in the JSON sidecar beside the engine.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ import os
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Context, PreparedSource, Runtime, Sample, file_sha256, samples_fingerprint
+from evalkit.contract import Context, Runtime, file_sha256
 from evalkit.errors import UserError, at_least
 from evalkit.runtimes._cuda import Cuda, open_cuda
 
+#: the ``precision`` names this runtime can run (the ONNX arrives transformed to them)
 PRECISIONS = ("fp32", "fp16", "int8")
+#: strongly typed networks, without the weakly typed builder flags, need 10.12 (TensorRT 11 has only them)
+SUPPORTED_TENSORRT = "tensorrt>=10.12,<12"
+MIN_TENSORRT = (10, 12)
 
 
 @dataclass
@@ -35,49 +40,64 @@ class Options:
     name: str = "trt"
     #: batch size of evaluation and of the profile's opt and max shape
     batch_size: int = 32
-    precision: str = "fp32"
     #: builder workspace limit, MiB
     workspace_mib: int = 4096
-    #: int8: images in the class-balanced calibration subset, and the calibration batch size
-    calib_size: int = 1000
-    calib_batch: int = 32
     #: batch sizes whose latency is measured after the run (warm-up, then timed batches with sync)
     latency_batches: list[int] = field(default_factory=lambda: [1, 4, 8])
     latency_iters: int = 50
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserError(f"runtime.precision={self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        for key in ("batch_size", "workspace_mib", "calib_size", "calib_batch", "latency_iters"):
+        for key in ("batch_size", "workspace_mib", "latency_iters"):
             at_least(f"runtime.{key}", getattr(self, key), 1)
         if any(b < 1 for b in self.latency_batches):
             raise UserError(f"runtime.latency_batches={self.latency_batches} is out of range: each must be >= 1")
 
 
-def calibration_subset(samples: list[Sample], size: int) -> list[Sample]:
-    """``size`` samples taking classes in turn (first images by id of each), so every class is represented
-    as soon as ``size`` reaches the number of classes. Deterministic."""
-    by_class: dict[int, list[Sample]] = defaultdict(list)
-    for s in sorted(samples, key=lambda s: s.id):
-        by_class[s.label].append(s)
-    chosen: list[Sample] = []
-    depth = 0
-    while len(chosen) < size and any(len(v) > depth for v in by_class.values()):
-        for label in sorted(by_class):
-            if depth < len(by_class[label]) and len(chosen) < size:
-                chosen.append(by_class[label][depth])
-        depth += 1
-    return chosen
-
-
 def engine_key(onnx_sha256: str, trt_version: str, gpu: str, compute_capability: str, options: Options,
-               input_shape: tuple[int, ...], calibration: str | None) -> str:
-    """Everything that makes two engines differ; the cache file name carries its hash."""
+               input_shape: tuple[int, ...], precision: str) -> str:
+    """Everything that makes two engines differ; the cache file name carries its hash.
+
+    The ONNX hash already separates precisions (each is its own transformed file); the name is there for
+    whoever reads a sidecar.
+    """
     parts = {"onnx": onnx_sha256, "tensorrt": trt_version, "gpu": gpu, "cc": compute_capability,
-             "precision": options.precision, "batch": [1, options.batch_size, options.batch_size],
-             "input": list(input_shape), "workspace_mib": options.workspace_mib,
-             "calibration": calibration if options.precision == "int8" else None}
+             "precision": precision, "batch": [1, options.batch_size, options.batch_size],
+             "input": list(input_shape), "workspace_mib": options.workspace_mib}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def check_version(version: str) -> None:
+    """An older TensorRT than the strongly typed path needs is one message naming the supported range."""
+    try:
+        found = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        raise UserError(f"cannot read the TensorRT version {version!r}; "
+                        f"runtime=trt supports {SUPPORTED_TENSORRT}") from None
+    if found < MIN_TENSORRT:
+        raise UserError(f"runtime=trt supports {SUPPORTED_TENSORRT}, found tensorrt {version}: "
+                        "pip install -U 'evalkit[trt]'")
+
+
+def onnx_facts(path: Path) -> tuple[dict[str, str], str | None]:
+    """(metadata_props, the precision its types make a strongly typed network run: fp32, fp16 or int8).
+
+    QuantizeLinear nodes mean int8; float16 initializers or casts to float16 mean fp16. Without the
+    ``onnx`` package (in evalkit[trt]) neither is known: ``({}, None)``.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return {}, None
+    model = onnx.load(str(path), load_external_data=False)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    half = onnx.TensorProto.FLOAT16
+    nodes = model.graph.node
+    if any(n.op_type == "QuantizeLinear" for n in nodes):
+        return metadata, "int8"
+    if (any(t.data_type == half for t in model.graph.initializer)
+            or any(n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in nodes)):
+        return metadata, "fp16"
+    return metadata, "fp32"
 
 
 def _require_tensorrt() -> Any:
@@ -86,11 +106,13 @@ def _require_tensorrt() -> Any:
     except ImportError as e:
         raise UserError("runtime=trt needs TensorRT and a CUDA GPU: pip install 'evalkit[trt]' "
                         "(NVIDIA's tensorrt wheels; pycuda or cuda-python)") from e
+    check_version(tensorrt.__version__)
     return tensorrt
 
 
 class TrtRuntime(Runtime):
-    def __init__(self, trt: Any, cuda: Cuda, engine: Any, options: Options, build: dict[str, Any]) -> None:
+    def __init__(self, trt: Any, cuda: Cuda, engine: Any, options: Options, build: dict[str, Any],
+                 metadata: dict[str, str]) -> None:
         self.trt, self.cuda, self.engine, self.options, self.build = trt, cuda, engine, options, build
         self.context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -107,7 +129,7 @@ class TrtRuntime(Runtime):
         self.input_shape = tuple(engine.get_tensor_shape(self.input))[1:]
         out_shape = tuple(engine.get_tensor_shape(self.output))
         self.num_outputs = out_shape[-1] if len(out_shape) == 2 and out_shape[-1] > 0 else None
-        self.metadata = build.get("metadata", {})
+        self.metadata = metadata
         self._buffers: dict[str, tuple[Any, int]] = {}
 
     def _buffer(self, name: str, nbytes: int) -> int:
@@ -160,44 +182,11 @@ class TrtRuntime(Runtime):
         self._buffers.clear()
 
 
-def _calibrator(trt: Any, cuda: Cuda, prepared: PreparedSource, batch: int, shape: tuple, cache: Path) -> Any:
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds the recipe's arrays of the calibration subset (through the tensor cache); the
-        calibration cache lives beside the engine."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.next = 0
-            self.device = cuda.alloc(batch * int(np.prod(shape)) * 4)
-
-        def get_batch_size(self) -> int:
-            return batch
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            total = len(prepared.samples)
-            if self.next >= total:
-                return None
-            n = min(batch, total - self.next)
-            x = np.zeros((batch, *shape), np.float32)
-            x[:n] = prepared.batch(self.next, self.next + n)
-            self.next += n
-            cuda.to_device(self.device, x)
-            cuda.synchronize()
-            return [cuda.ptr(self.device)]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
-
-        def write_calibration_cache(self, data: Any) -> None:
-            cache.write_bytes(bytes(data))
-
-    return EntropyCalibrator()
-
-
-def _build(trt: Any, logger: Any, onnx: Path, options: Options, shape: tuple, timing_cache: Path,
-           calibrator: Any) -> bytes:
+def _build(trt: Any, logger: Any, onnx: Path, options: Options, shape: tuple, timing_cache: Path) -> bytes:
+    """A strongly typed engine: the ONNX's own types decide every layer's precision."""
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    # the flag's enum value differs between TensorRT 10 and 11, so the bit is computed, never written
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -210,12 +199,6 @@ def _build(trt: Any, logger: Any, onnx: Path, options: Options, shape: tuple, ti
     name = network.get_input(0).name
     profile.set_shape(name, (1, *shape), (options.batch_size, *shape), (options.batch_size, *shape))
     config.add_optimization_profile(profile)
-    if options.precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if options.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-        config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx} (see its log above)")
@@ -230,50 +213,53 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar's record; an unreadable one is no record (the engine is then rebuilt)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def open(options: Options, context: Context) -> TrtRuntime:
     trt = _require_tensorrt()
     cuda = open_cuda()
     onnx = context.onnx_file()
     shape = context.recipe.output_shape
     gpu, cc = cuda.device()
-    calib = calibration_subset(context.samples, options.calib_size) if options.precision == "int8" else []
-    calib_id = (f"{samples_fingerprint(calib)}-{context.recipe.fingerprint}-bs{options.calib_batch}"
-                if calib else None)
-    key = engine_key(file_sha256(onnx), trt.__version__, gpu, cc, options, shape, calib_id)
+    precision = context.precision.name
+    key = engine_key(file_sha256(onnx), trt.__version__, gpu, cc, options, shape, precision)
     folder = context.cache_dir / "trt"
     folder.mkdir(parents=True, exist_ok=True)
-    engine_path, sidecar = folder / f"{context.model.name.replace('/', '_')}-{key}.engine", folder / f"{key}.json"
+    engine_path = folder / f"{context.model.name.replace('/', '_')}-{precision}-{key}.engine"
+    sidecar = folder / f"{key}.json"
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
-    engine, cache_hit = None, False
+    engine, recorded = None, {}
     if engine_path.is_file() and sidecar.is_file():
-        recorded = json.loads(sidecar.read_text())
+        recorded = _read_sidecar(sidecar)
         data = engine_path.read_bytes()
         if recorded.get("engine_sha256") == hashlib.sha256(data).hexdigest():
             engine = runtime.deserialize_cuda_engine(data)
-            cache_hit = engine is not None
-        if not cache_hit:
+        if engine is None:
             print(f"engine cache {engine_path.name} is stale or corrupt; rebuilding", file=sys.stderr)
+    cache_hit = engine is not None
     if engine is None:
-        print(f"building a TensorRT {options.precision} engine for {onnx.name} on {gpu} (cached as {engine_path.name})",
+        print(f"building a TensorRT engine for {onnx.name} ({precision}) on {gpu} (cached as {engine_path.name})",
               file=sys.stderr)
-        if calib and len({s.label for s in calib}) < len({s.label for s in context.samples}):
-            print(f"note: {len(calib)} calibration images cannot cover all classes", file=sys.stderr)
-        prepared = context.prepared(calib) if calib else None
-        calibrator = _calibrator(trt, cuda, prepared, options.calib_batch, shape, folder / f"{key}.calib") if calib else None
+        metadata, executed = onnx_facts(onnx)
         started = time.perf_counter()
-        try:
-            data = _build(trt, logger, onnx, options, shape,
-                          folder / f"timing-{gpu.replace(' ', '_')}-{trt.__version__}.cache", calibrator)
-        finally:
-            if prepared is not None:
-                prepared.close()
+        timing_cache = folder / f"timing-{gpu.replace(' ', '_')}-{trt.__version__}.cache"
+        data = _build(trt, logger, onnx, options, shape, timing_cache)
+        recorded = {"engine_sha256": hashlib.sha256(data).hexdigest(), "onnx": str(onnx),
+                    "build_seconds": time.perf_counter() - started, "executed_precision": executed,
+                    "metadata": metadata}
         _write_atomic(engine_path, data)
-        _write_atomic(sidecar, json.dumps({"engine_sha256": hashlib.sha256(data).hexdigest(), "onnx": str(onnx),
-                                           "build_seconds": time.perf_counter() - started}).encode())
+        _write_atomic(sidecar, json.dumps(recorded, indent=1).encode())
         engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise RuntimeError(f"TensorRT cannot load the engine it just built from {onnx} (see its log above)")
     build = {"engine": str(engine_path), "engine_cache_hit": cache_hit, "gpu": gpu, "compute_capability": cc,
-             "precision": options.precision, "batch_range": [1, options.batch_size],
-             "calibration": {"images": len(calib), "classes": len({s.label for s in calib}), "batch": options.calib_batch,
-                             "samples_fingerprint": samples_fingerprint(calib)} if calib else None}
-    return TrtRuntime(trt, cuda, engine, options, build)
+             "precision": precision, "executed_precision": recorded.get("executed_precision"),
+             "batch_range": [1, options.batch_size], "build_seconds": recorded.get("build_seconds")}
+    return TrtRuntime(trt, cuda, engine, options, build, recorded.get("metadata", {}))

@@ -46,6 +46,24 @@ def lite0_onnx(cache_dir) -> Path:
     return onnx_file(cfg.model, preprocess.build(cfg.preprocess), cfg_cache_dir(cfg))
 
 
+@pytest.fixture(scope="session")
+def calibration_root(tmp_path_factory) -> Path:
+    """Real photos that are not in the evaluated sample: the ones scikit-image ships, one per wnid folder.
+
+    Calibration uses no labels, so the folders' wnids are arbitrary.
+    """
+    skimage = pytest.importorskip("skimage", reason="the calibration photos ship with scikit-image (evalkit[demo])")
+    from evalkit.classes import imagenet1k
+
+    photos = sorted(p for p in (Path(skimage.__file__).parent / "data").iterdir()
+                    if p.suffix in (".png", ".jpg") and p.stat().st_size > 30_000)
+    root = tmp_path_factory.mktemp("calibration")
+    for wnid, photo in zip(imagenet1k().wnids, photos):
+        (root / wnid).mkdir()
+        (root / wnid / photo.name).write_bytes(photo.read_bytes())
+    return root
+
+
 def tiny_onnx(path: Path, classes: int = 1000, size: int = 224, batch: int | str = "batch", seed: int = 0) -> Path:
     """A real ONNX classifier: global average pool, then a linear layer (3 -> classes)."""
     import onnx

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.contract import GROUPS as CONTRACT_GROUPS
+
 from .conftest import REPO, tiny_onnx
 
 pytestmark = pytest.mark.slow
 
-#: the groups with built-in plug-ins; evalkit.transforms is defined by the contract and appears in the wheel
-#: with its first built-in plug-in (an empty entry-point table is not written)
-GROUPS = ("evalkit.runtimes", "evalkit.recipes", "evalkit.readers", "evalkit.metrics")
+#: every plug-in group of the contract; each has built-in plug-ins, so each is in the wheel's entry points
+GROUPS = tuple(CONTRACT_GROUPS.values())
 #: what a wheel build needs of the checkout (build outputs, caches and the venv stay behind)
 LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
                                      "results", "outputs", "multirun")

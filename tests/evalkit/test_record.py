@@ -82,7 +82,7 @@ def write_version_1(run_dir, run=VERSION_1):
 def test_a_version_1_run_json_loads_with_the_defaults_of_its_time(tmp_path):
     run = record.load(write_version_1(tmp_path / "old"))
     assert run.schema_version == record.SCHEMA_VERSION and run.id == VERSION_1["id"]
-    assert run.precision == "fp32" and run.precision_setting is None
+    assert run.precision == "fp32" and run.executed_precision is None
     ok, other = run.reference_rows
     assert (ok["applies"], ok["ref_n"]) == (True, 50_000) and (other["applies"], other["ref_n"]) == (False, 50_000)
     assert [r["source"] for r in run.applicable_references] == ["timm"]

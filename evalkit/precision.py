@@ -1,0 +1,126 @@
+"""The model in the requested precision: the fp32 ONNX transformed once (fp16, int8 Q/DQ), cached by content.
+
+A runtime asks its context for ``onnx_file()`` and gets the transformed model; the transform plug-in
+(``evalkit.transforms``, named after the precision) does the work, this module chooses the
+calibration images, keys the cache and records what was done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from evalkit import dataset
+from evalkit.contract import GROUPS, Context, PrecisionOptions, Recipe, Sample, file_sha256, load, plugins
+from evalkit.errors import UserError
+
+
+def calibration_subset(samples: list[Sample], size: int) -> list[Sample]:
+    """``size`` samples taking classes in turn (first images by id of each), so every class is represented
+    as soon as ``size`` reaches the number of classes. Deterministic."""
+    by_class: dict[int, list[Sample]] = defaultdict(list)
+    for s in sorted(samples, key=lambda s: s.id):
+        by_class[s.label].append(s)
+    chosen: list[Sample] = []
+    depth = 0
+    while len(chosen) < size and any(len(v) > depth for v in by_class.values()):
+        for label in sorted(by_class):
+            if depth < len(by_class[label]) and len(chosen) < size:
+                chosen.append(by_class[label][depth])
+        depth += 1
+    return chosen
+
+
+def calibration_set(options: PrecisionOptions) -> list[Sample]:
+    """Every image of ``precision.calibration``'s dataset (read as the evaluated set would be)."""
+    cal = options.calibration
+    reader = load(GROUPS["reader"], cal.layout)
+    keys = {f.name for f in dataclasses.fields(reader.Options)}
+    given = {k: v for k, v in (("root", cal.root), ("labels", cal.labels)) if v is not None}
+    for key in set(given) - keys:
+        raise UserError(f"precision.calibration.{key} does not apply to precision.calibration.layout={cal.layout}; "
+                        "a label file goes with precision.calibration.layout=labelfile")
+    return dataset.load(reader.Options(name="calibration", **given))
+
+
+def content_fingerprint(samples: list[Sample]) -> str:
+    """Hash of ids, labels and file bytes: a calibration set whose files change is another set."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.id}\t{s.label}\t{file_sha256(s.path)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _versions(dists: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for d in dists:
+        try:
+            found[d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            found[d] = "not installed"
+    return found
+
+
+class Transformed:
+    """A context's ``onnx_file``: the source ONNX in the requested precision; ``record`` says what was done."""
+
+    def __init__(self, source: Callable[[], Path], options: PrecisionOptions, recipe: Recipe, cache_dir: Path,
+                 evaluated: list[Sample], context_for: Callable[[list[Sample]], Context]) -> None:
+        self.source, self.options, self.recipe, self.cache_dir = source, options, recipe, cache_dir
+        self.evaluated, self.context_for = evaluated, context_for
+        #: what run.json keeps under ``precision`` (None until the model is asked for, or for fp32)
+        self.record: dict[str, Any] | None = None
+        self.warnings: list[str] = []
+
+    def __call__(self) -> Path:
+        src = self.source()
+        name = self.options.name
+        if name == "fp32":
+            return src
+        if name not in plugins(GROUPS["transform"]):
+            raise UserError(f"precision={name} has no ONNX transform; it runs only on runtimes with their own "
+                            f"{name} mode (runtime=torch)")
+        module = load(GROUPS["transform"], name)
+        calibration, samples = self._calibration() if getattr(module, "CALIBRATED", False) else (None, [])
+        tools = _versions(module.TOOLS)
+        key = hashlib.sha256(json.dumps({
+            "source": file_sha256(src), "precision": name, "exclude": list(self.options.exclude),
+            "calibration": calibration and {k: calibration[k] for k in ("method", "images", "batch_size", "fingerprint")},
+            "recipe": self.recipe.fingerprint if samples else None, "tools": tools,
+        }, sort_keys=True).encode()).hexdigest()[:16]
+        out = self.cache_dir / "precision" / f"{src.stem}-{name}-{key}.onnx"
+        hit = out.is_file()
+        if not hit:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            what = f" calibrated on {len(samples)} images ({calibration['method']})" if samples else ""
+            print(f"precision {name}: transforming {src.name}{what} (first use, cached as {out})", file=sys.stderr)
+            tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+            try:
+                module.apply(self.options, src, tmp, self.context_for(samples))
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
+        self.record = {"transform": name, "exclude": list(self.options.exclude), "source_sha256": file_sha256(src),
+                       "model": str(out), "model_sha256": file_sha256(out), "cache_hit": hit, "tools": tools,
+                       "calibration": calibration}
+        return out
+
+    def _calibration(self) -> tuple[dict[str, Any], list[Sample]]:
+        cal = self.options.calibration
+        pool = calibration_set(self.options) if cal.root else self.evaluated
+        samples = calibration_subset(pool, cal.size)
+        overlaps = not cal.root
+        if overlaps:
+            self.warnings.append(f"int8 calibrated on {len(samples)} of the evaluated images (no "
+                                 "precision.calibration.root): calibration overlaps evaluation; give a separate set")
+            print(f"WARNING: {self.warnings[-1]}", file=sys.stderr)
+        return {"layout": cal.layout, "root": cal.root, "labels": cal.labels, "method": cal.method, "size": cal.size,
+                "batch_size": cal.batch_size, "images": len(samples), "classes": len({s.label for s in samples}),
+                "fingerprint": content_fingerprint(samples), "overlaps_evaluation": overlaps}, samples
