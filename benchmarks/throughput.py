@@ -1,12 +1,14 @@
-"""End-to-end CPU throughput: evalkit against a timm-style pipeline on the same images, model and recipe.
+"""End-to-end CPU throughput: evalkit against timm's own onnx_validate.py on the same images, model and recipe.
 
-    python benchmarks/throughput.py                    # 1000 images (the shared 200, repeated)
-    python benchmarks/throughput.py --images 1000 10000  # also checks that peak memory stays flat
+    git clone https://github.com/huggingface/pytorch-image-models /tmp/timm   # timm's scripts live in its repository
+    python benchmarks/throughput.py --timm-repo /tmp/timm                     # 1000 images (the shared 200, repeated)
+    python benchmarks/throughput.py --timm-repo /tmp/timm --images 1000 10000  # also checks that memory stays flat
 
-Reports images/s, per-stage cost (decode+recipe, inference, both measured single-threaded),
-the ideal wall time (total core-seconds / cores) and the fraction of it each pipeline
-reaches, peak memory, and the evalkit/timm ratio. Each pipeline runs in its own process.
-Writes benchmarks/results/<date>-<host>.md. Run by hand, never in CI.
+Reports images/s, wall and CPU seconds, per-stage cost (decode+recipe, inference, both measured
+single-threaded), the ideal wall time (total core-seconds / cores) and the fraction of it each pipeline
+reaches, peak memory, and the evalkit/timm ratio. timm's script runs unchanged from the checkout
+(``onnx_validate.py DIR --onnx-input M -b 32 -j CORES`` with the model's recipe); each pipeline runs in its
+own process. Writes benchmarks/results/<date>-<host>.md. Run by hand, never in CI.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,40 +41,31 @@ def make_folder(n: int, root: Path) -> Path:
     return root
 
 
-def peak_mb() -> dict[str, float]:
-    kb = lambda who: resource.getrusage(who).ru_maxrss / 1024  # noqa: E731  (Linux: KiB)
-    return {"main": kb(resource.RUSAGE_SELF), "largest_child": kb(resource.RUSAGE_CHILDREN)}
+def timed(cmd: list[str]) -> dict:
+    """Run a command: its wall seconds, CPU seconds and peak RSS (its own and every process it waited for)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0), err.seek(0)
+        if status:
+            raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{err.read()[-3000:]}")
+        return {"wall": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
+                "stdout": out.read()}
 
 
-def run_timm_style(root: Path, onnx: str, workers: int) -> dict:
-    """What timm's onnx_validate.py does: torch DataLoader + timm transform in worker processes, ORT session."""
-    import onnxruntime
-    import torch
-    from timm.data import create_transform
-    from torchvision.datasets import ImageFolder
-
-    transform = create_transform(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic",
-                                 mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    loader = torch.utils.data.DataLoader(ImageFolder(str(root), transform=transform), batch_size=BATCH,
-                                         num_workers=workers, shuffle=False)
-    session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-    start, n = time.perf_counter(), 0
-    for x, _ in loader:
-        session.run(None, {"input": x.numpy()})
-        n += len(x)
-    return {"seconds": time.perf_counter() - start, "images": n}
+def timm_onnx_validate(repo: Path, root: Path, onnx: str, workers: int) -> list[str]:
+    """The command line of timm's own script for this model's recipe (224, crop 0.875, bicubic, mean = std = 0.5)."""
+    return [sys.executable, str(repo / "onnx_validate.py"), str(root), "--onnx-input", onnx, "-b", str(BATCH),
+            "-j", str(workers), "--img-size", "224", "--crop-pct", "0.875", "--interpolation", "bicubic",
+            "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5", "--print-freq", "1000"]
 
 
-def run_evalkit(root: Path, onnx: str, cache: Path, results: Path, extra: list[str]) -> dict:
-    from evalkit.config import compose
-    from evalkit.run import evaluate
-
-    start = time.perf_counter()
-    run_dir = evaluate(compose([f"model.onnx={onnx}", "dataset=imagefolder", f"dataset.root={root}",
-                                f"results.dir={results}", "results.history=", "progress=false",
-                                f"cache.dir={cache}", f"runtime.batch_size={BATCH}", *extra]))
-    run = json.loads((run_dir / "run.json").read_text())
-    return {"seconds": time.perf_counter() - start, "images": run["metrics"]["n"], "top1": run["metrics"]["top1"]}
+def evalkit_command(root: Path, onnx: str, cache: Path, results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "evalkit", f"model.onnx={onnx}", "dataset=imagefolder", f"dataset.root={root}",
+            f"results.dir={results}", "results.history=", "progress=false", f"cache.dir={cache}",
+            f"runtime.batch_size={BATCH}", *extra]
 
 
 def stage_costs(root: Path, onnx: str, n: int) -> dict:
@@ -108,26 +100,13 @@ def stage_costs(root: Path, onnx: str, n: int) -> dict:
 
 
 def child(args: argparse.Namespace) -> None:
-    """One measurement in this (fresh) process; prints JSON."""
-    root, onnx = Path(args.root), args.onnx
-    if args.child == "timm":
-        out = run_timm_style(root, onnx, args.workers)
-    elif args.child == "stages":
-        out = stage_costs(root, onnx, args.n)
-    else:
-        out = run_evalkit(root, onnx, Path(args.cache), Path(args.results), args.extra)
-    out["peak_mb"] = peak_mb()
-    print("RESULT " + json.dumps(out))
+    """The stage costs, measured in this (fresh) process; prints JSON."""
+    print("RESULT " + json.dumps(stage_costs(Path(args.root), args.onnx, args.n)))
 
 
-def measure(kind: str, root: Path, onnx: str, **kw) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--root", str(root), "--onnx", onnx]
-    for k, v in kw.items():
-        cmd += [f"--{k}", *(v if isinstance(v, list) else [str(v)])]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    if out.returncode:
-        raise SystemExit(f"{kind} failed:\n{out.stderr[-3000:]}")
-    return json.loads(next(ln[7:] for ln in out.stdout.splitlines() if ln.startswith("RESULT ")))
+def measure_stages(root: Path, onnx: str, n: int) -> dict:
+    out = timed([sys.executable, __file__, "--child", "stages", "--root", str(root), "--onnx", onnx, "--n", str(n)])
+    return json.loads(next(ln[7:] for ln in out["stdout"].splitlines() if ln.startswith("RESULT ")))
 
 
 def machine() -> str:
@@ -142,61 +121,75 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, nargs="+", default=[1000])
+    parser.add_argument("--timm-repo", type=Path, help="a checkout of huggingface/pytorch-image-models")
     parser.add_argument("--child"), parser.add_argument("--root"), parser.add_argument("--onnx")
-    parser.add_argument("--cache"), parser.add_argument("--results"), parser.add_argument("--n", type=int)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--extra", nargs="*", default=[])
+    parser.add_argument("--n", type=int)
     args = parser.parse_args()
     if args.child:
         return child(args)
     if not SAMPLE.is_dir():
         raise SystemExit(f"needs the shared images at {SAMPLE}")
+    if args.timm_repo and not (args.timm_repo / "onnx_validate.py").is_file():
+        raise SystemExit(f"--timm-repo {args.timm_repo}: no onnx_validate.py there; give a pytorch-image-models checkout")
     sys.path.insert(0, str(REPO))
     from evalkit import preprocess
     from evalkit.config import cache_dir, compose
+    from evalkit.contract import cpu_cores
     from evalkit.export import onnx_file
 
     cfg = compose()
     onnx = str(onnx_file(cfg.model, preprocess.build(cfg.preprocess), cache_dir(cfg)))
-    cores = os.cpu_count()
+    cores = cpu_cores()
+    command = "python benchmarks/throughput.py" + (" --timm-repo TIMM" if args.timm_repo else "") + \
+        f" --images {' '.join(map(str, args.images))}"
     lines = [f"# evalkit throughput benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "",
              f"Machine: {machine()}", "",
              "Model tf_efficientnet_lite0 (ONNX, ONNX Runtime CPU), timm recipe 224/0.875 bicubic, batch 32.",
-             f"Command: `python benchmarks/throughput.py --images {' '.join(map(str, args.images))}`", ""]
+             f"Command: `{command}`" + (f" (timm checkout at {timm_commit(args.timm_repo)})" if args.timm_repo else
+                                         "; timm's onnx_validate.py not run (no --timm-repo)"), ""]
     record = {}
     with tempfile.TemporaryDirectory(prefix="evalkit-bench-") as tmp:
         for n in args.images:
             root = make_folder(n, Path(tmp) / f"data-{n}")
-            cache = Path(tmp) / f"tensors-{n}"
-            stages = measure("stages", root, onnx, n=n)
+            cache, results = Path(tmp) / f"tensors-{n}", Path(tmp) / "r"
+            stages = measure_stages(root, onnx, n)
             ideal = (stages["decode_core_s"] + stages["infer_core_s"]) / cores
-            timm = measure("timm", root, onnx, workers=cores) if n <= 1000 else None
-            cold = measure("evalkit", root, onnx, cache=cache, results=Path(tmp) / "r")
-            warm = measure("evalkit", root, onnx, cache=cache, results=Path(tmp) / "r",
-                           extra=["runtime.intra_op_threads=0", "runtime.allow_spinning=true"])
-            rows = [("timm-style (DataLoader + ORT)", timm), ("evalkit cold (empty cache)", cold),
-                    ("evalkit warm (cache from the cold run)", warm)]
+            rows = {}
+            if args.timm_repo and n <= 1000:
+                rows["timm onnx_validate.py -j cores"] = timed(timm_onnx_validate(args.timm_repo, root, onnx, cores))
+            rows["evalkit cold, default (one 1-thread session per core)"] = timed(evalkit_command(root, onnx, cache, results))
+            rows["evalkit cold, one session (ORT threads)"] = timed(
+                evalkit_command(root, onnx, Path(tmp) / f"tensors1-{n}", results, "runtime.sessions=1"))
+            rows["evalkit warm (tensor cache), default"] = timed(evalkit_command(root, onnx, cache, results))
+            rows["evalkit warm, runtime=openvino (THROUGHPUT hint)"] = timed(
+                evalkit_command(root, onnx, cache, results, "runtime=openvino"))
             lines += [f"## {n} images", "",
                       f"- decode + recipe: {stages['decode_core_s']:.1f} core-s; inference: {stages['infer_core_s']:.1f} core-s "
                       f"(single-threaded); ideal wall on {cores} cores: {ideal:.1f} s",
                       f"- pure inference (ORT default threads, batch 32, tensors ready): "
                       f"{stages['pure_inference_images_per_s']:.1f} img/s", "",
-                      "| pipeline | wall s | img/s | of ideal | peak MB (main / largest child) |", "|---|---|---|---|---|"]
-            for name, r in rows:
-                if r is None:
-                    continue
-                lines.append(f"| {name} | {r['seconds']:.1f} | {r['images'] / r['seconds']:.1f} | "
-                             f"{ideal / r['seconds'] * 100:.0f}% | {r['peak_mb']['main']:.0f} / {r['peak_mb']['largest_child']:.0f} |")
+                      "| pipeline | wall s | img/s | CPU s | of ideal | peak MB (largest process) |",
+                      "|---|---|---|---|---|---|"]
+            for name, r in rows.items():
+                lines.append(f"| {name} | {r['wall']:.1f} | {n / r['wall']:.1f} | {r['cpu_s']:.1f} | "
+                             f"{ideal / r['wall'] * 100:.0f}% | {r['peak_mb']:.0f} |")
+            timm = rows.get("timm onnx_validate.py -j cores")
+            cold = rows["evalkit cold, default (one 1-thread session per core)"]
             if timm:
-                lines.append(f"\nevalkit cold / timm-style throughput: {timm['seconds'] / cold['seconds']:.2f}x")
-            lines.append(f"evalkit warm / pure inference: "
-                         f"{warm['images'] / warm['seconds'] / stages['pure_inference_images_per_s'] * 100:.0f}%\n")
-            record[n] = {"stages": stages, "ideal_s": ideal, "timm": timm, "cold": cold, "warm": warm}
+                lines.append(f"\nevalkit cold / timm onnx_validate.py throughput: {timm['wall'] / cold['wall']:.2f}x")
+            lines.append("")
+            record[n] = {"stages": stages, "ideal_s": ideal,
+                         "rows": {k: {kk: vv for kk, vv in v.items() if kk != "stdout"} for k, v in rows.items()}}
     text = "\n".join(lines)
     print(text)
     out = REPO / "benchmarks" / "results" / f"{datetime.now(timezone.utc):%Y%m%d}-{platform.node() or 'host'}.md"
     out.write_text(text + "\n\n```json\n" + json.dumps(record, indent=1) + "\n```\n")
     print(f"wrote {out}")
+
+
+def timm_commit(repo: Path) -> str:
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or str(repo)
 
 
 if __name__ == "__main__":

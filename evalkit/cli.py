@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from evalkit.commands import exit_on_user_error, stop_on_sigterm
 from evalkit.config import register, to_object
+from evalkit.errors import UserError
 from evalkit.run import evaluate
 from evalkit.workers import die_with_parent
 
@@ -33,10 +35,27 @@ def _task(cfg: DictConfig) -> None:
         exit_on_user_error(lambda: evaluate(to_object(cfg)))
 
 
+def refuse_repeated_keys(args: list[str]) -> None:
+    """A key given twice with different values is a UserError: Hydra would keep the last silently, and a shell that
+    expanded an unquoted brace pattern (``dataset.shards=/x-{0..63}.tar``) gives exactly that: a run of one shard."""
+    values: dict[str, set[str]] = {}
+    for arg in args:
+        if "=" in arg and not arg.startswith("-"):
+            key, value = arg.split("=", 1)
+            values.setdefault(key.lstrip("+~"), set()).add(value)
+    repeated = sorted(k for k, v in values.items() if len(v) > 1)
+    if repeated:
+        key = repeated[0]
+        raise UserError(f"{key} is given {len(values[key])} different values; give it once. A value with braces was "
+                        f"expanded by the shell: quote the whole override, e.g. "
+                        f"'{key}=\"/data/imagenet-val-{{000000..000063}}.tar\"'")
+
+
 def main() -> None:
     # Let composition errors reach exit_on_user_error instead of Hydra's own exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     stop_on_sigterm()
+    exit_on_user_error(lambda: refuse_repeated_keys(sys.argv[1:]))
     register()
     import hydra
 

@@ -1,9 +1,10 @@
 """What every command line of evalkit shares: user errors as one message and exit code 2, Ctrl-C and
 SIGTERM as a clean stop, and the ``output=PATH`` argument of the helper commands.
 
-The main command (``evalkit.cli``) and the helper commands (``python -m evalkit.gate``, ``.history``,
-``.merge``, ``.compare``, ``.zoo``, ``.export``, ``.inputs``) import this module; it imports nothing of
-the core beyond ``evalkit.errors`` and ``evalkit.config``, so no command needs to import another.
+The main command (``evalkit.cli``) and the helper commands (``python -m evalkit.gate``, ``.history``, ``.results``,
+``.merge``, ``.compare``, ``.zoo``, ``.export``, ``.inputs``, ``.diverge``, ``.bisect``) import this module; it imports nothing of
+the core beyond ``evalkit.errors`` and ``evalkit.config``, so no command needs to import another (bisect
+builds on diverge's sessions).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
@@ -54,13 +55,18 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
 
 def config_error_message(e: BaseException) -> str:
     """A key the schema lacks: its closest keys instead of Hydra's advice to append it with ``+key``; a removed
-    option: what replaced it.
+    option: what replaced it; tar shards' braces, which Hydra's grammar takes only quoted: the quoted form.
 
     The omegaconf error under Hydra's has the full key and the composed node that lacks it.
     """
     retired = retired_option_message(str(e))
     if retired:
         return retired
+    if isinstance(e, OverrideParseException):
+        key, _, value = e.override.partition("=")
+        if key == "dataset.shards" and "{" in value:
+            return (f"{e.override}: Hydra reads braces as its own syntax; quote the pattern, and the whole "
+                    f"argument for the shell: 'dataset.shards=\"{value}\"'")
     cause: BaseException | None = e
     while cause is not None:
         node = getattr(cause, "parent_node", None)
@@ -77,3 +83,17 @@ def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:
     if len(outputs) != 1:
         raise UserError(f"name the output: {usage}")
     return Path(outputs[0]), [a for a in args if not a.startswith("output=")]
+
+
+def own_keys(args: list[str], keys: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Split the command's own ``key=value`` arguments from the Hydra overrides."""
+    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in keys}
+    return own, [a for a in args if a.split("=", 1)[0] not in keys]
+
+
+def number(own: dict[str, str], key: str, default: float, kind: type = float) -> Any:
+    """``own[key]`` as ``kind``; a value that is not one is a UserError."""
+    try:
+        return kind(own.get(key, default))
+    except ValueError:
+        raise UserError(f"{key}={own[key]} is not a{'n integer' if kind is int else ' number'}") from None

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from evalkit.contract import GROUPS, PrecisionOptions, load, plugins
+from evalkit.contract import GROUPS, VAL_SET, PrecisionOptions, load, plugins
 from evalkit.errors import UserError, at_least
 
 
@@ -42,6 +42,8 @@ class Reference:
     #: images the number was measured on (ImageNet val: 50,000); a run on fewer gets a verdict only when its
     #: 95 % confidence interval of top-1 lies entirely below the number
     n: int = 50_000
+    #: the test set the number was measured on (a run's ``dataset.test_set``); other sets are not compared to it
+    test_set: str = VAL_SET
 
 
 @dataclass
@@ -100,8 +102,9 @@ class Config:
     progress: bool = True
     #: continue an interrupted run of the same configuration: only the images it had not scored
     resume: bool = False
-    #: metric plug-ins (entry points ``evalkit.metrics``) computed on every image, in this order
-    metrics: list[str] = field(default_factory=lambda: ["topk"])
+    #: metric plug-ins (entry points ``evalkit.metrics``) computed on every image, in this order (``real`` adds
+    #: nothing unless dataset.real_labels is set)
+    metrics: list[str] = field(default_factory=lambda: ["topk", "real"])
     cache_dir: str = "${oc.env:EVALKIT_CACHE,${oc.env:HOME}/.cache/evalkit}"
 
     def __post_init__(self) -> None:

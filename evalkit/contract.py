@@ -17,8 +17,12 @@ is selectable as ``runtime=myrt`` with no change to evalkit. What a module of ea
 - recipe (``evalkit.recipes``): ``Params`` (``family`` = the entry-point name), ``pixels(data, params)``,
   ``normalize(pixels, params)``, ``output_shape(params)`` and ``LIBRARIES`` (see ``Recipe``).
 - reader (``evalkit.readers``): ``Options`` (a ``DatasetOptions`` whose ``layout`` defaults to the
-  entry-point name, plus the reader's own keys) and ``read(options, classes) -> list[Sample]`` (``Reader``).
-- metric (``evalkit.metrics``): ``open(classes) -> Metric``; the run's ``metrics`` list names them.
+  entry-point name, plus the reader's own keys) and ``read(options, classes) -> list[Sample]`` (``Reader``);
+  optionally ``label_space(options, classes) -> list[int]``: the classes the set covers, when it covers
+  fewer than the model predicts (ImageNet-A/R: the logits are restricted to them before top-k). A reader
+  warns with ``warnings.warn``; the run prints and records it.
+- metric (``evalkit.metrics``): ``open(classes, dataset) -> Metric`` (``dataset``: the run's
+  ``DatasetOptions``, e.g. for its ``real_labels``); the run's ``metrics`` list names them.
 - transform (``evalkit.transforms``, named after the precision it makes): ``apply(options, onnx_in, onnx_out,
   context)`` (``Transform``: ONNX in, ONNX out; ``options`` is the run's ``PrecisionOptions``, the context's
   samples are the calibration images when its ``CALIBRATED`` is true) and ``TOOLS``, the distributions whose
@@ -36,6 +40,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import os
 import platform
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -93,9 +98,26 @@ def file_sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Sample:
+    """One image: the file at ``path``, or ``size`` bytes at ``offset`` inside the uncompressed archive at ``path``
+    (a tar shard's member, read in place so the shards need no unpacking)."""
+
     id: str
     path: Path
     label: int
+    offset: Optional[int] = None
+    size: Optional[int] = None
+
+    def read(self) -> bytes:
+        """The image's encoded bytes; OSError when the file cannot be read or the archive ends inside the member."""
+        if self.offset is None:
+            return self.path.read_bytes()
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.size)
+        if len(data) != self.size:
+            raise OSError(f"{self.path}: member {self.id} needs {self.size} bytes at byte {self.offset}, "
+                          f"the archive has {len(data)}: it is truncated")
+        return data
 
 
 def samples_fingerprint(samples: Iterable[Sample]) -> str:
@@ -104,6 +126,12 @@ def samples_fingerprint(samples: Iterable[Sample]) -> str:
     for s in samples:
         h.update(f"{s.id}\t{s.label}\n".encode())
     return h.hexdigest()[:16]
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask; a container's CPU set), which the decode workers
+    and a CPU runtime's threads share."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cpu_isa() -> str:
@@ -149,15 +177,28 @@ def decode_bgr(data: bytes) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- recipes
 
+#: ``dataclasses.field(default=..., metadata=OMIT_DEFAULT)``: a recipe parameter added after runs were recorded;
+#: ``params_dict`` leaves it out while it has its default, so the fingerprints of the recipes that do not use it
+#: (tensor caches, comparisons with old runs, the recipe stored in exported models) stay what they were
+OMIT_DEFAULT = {"omit_default": True}
+
+
+def _is_default(f: dataclasses.Field, value: Any) -> bool:
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    return value == default
+
+
 def params_dict(params: Any) -> dict[str, Any]:
-    """Plain JSON-able parameters (enums by name) for fingerprints, metadata and printing."""
+    """Plain JSON-able parameters (enums by name) for fingerprints, metadata and printing; an ``OMIT_DEFAULT``
+    field at its default is left out."""
     def plain(v: Any) -> Any:
         if isinstance(v, enum.Enum):
             return v.name
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         return v
-    return {f.name: plain(getattr(params, f.name)) for f in dataclasses.fields(params)}
+    return {f.name: plain(getattr(params, f.name)) for f in dataclasses.fields(params)
+            if not (f.metadata.get("omit_default") and _is_default(f, getattr(params, f.name)))}
 
 
 def _version(dist: str) -> str:
@@ -420,6 +461,10 @@ class InputWriter(Protocol):
 
 # ----------------------------------------------------------------------------------------------- readers
 
+#: the test set published ImageNet-1k accuracies are measured on
+VAL_SET = "imagenet-val"
+
+
 @dataclass
 class DatasetOptions:
     """The ``dataset`` keys every reader has; a reader's ``Options`` subclasses it with its own keys."""
@@ -437,6 +482,10 @@ class DatasetOptions:
     shard: int = 0
     #: an image that cannot be decoded: "fail" the run (default) or "count_wrong" and list it in the run
     bad_images: str = "fail"
+    #: ImageNet-ReaL's real.json (50,000 label lists, entry i for ILSVRC2012_val_{i+1:08d}): adds real_top1/5
+    real_labels: Optional[str] = None
+    #: which test set the images are (published numbers are compared only with runs on their own set)
+    test_set: str = VAL_SET
 
     def __post_init__(self) -> None:
         self.name = self.name or self.layout
@@ -495,8 +544,9 @@ class Transform(Protocol):
 
 
 __all__ = [
-    "GROUPS", "plugins", "load", "file_sha256", "Sample", "samples_fingerprint", "params_dict", "recipe_module",
-    "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS", "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
-    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform",
+    "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "Sample", "samples_fingerprint", "OMIT_DEFAULT",
+    "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS", "Calibration",
+    "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
+    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform", "cpu_cores",
     "cpu_isa", "opencv", "decode_bgr",
 ]

@@ -6,8 +6,11 @@ Labels are 0-based indices in the sorted-wnid order (see ``evalkit.classes``).
 from __future__ import annotations
 
 import dataclasses
+import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from evalkit.classes import imagenet1k
@@ -15,18 +18,39 @@ from evalkit.contract import GROUPS, DatasetOptions, Sample, load as load_plugin
 from evalkit.errors import UserError
 
 
-def load(cfg: DatasetOptions) -> list[Sample]:
-    """The dataset's samples sorted by id, after the configured subset."""
-    reader = load_plugin(GROUPS["reader"], cfg.layout)
-    if not isinstance(cfg, reader.Options):
-        raise UserError(f"dataset.layout={cfg.layout} does not match dataset={cfg.name}'s keys; "
-                        f"choose the layout with dataset={cfg.layout} instead")
-    samples = sorted(reader.read(cfg, imagenet1k()), key=lambda s: s.id)
+def load(cfg: DatasetOptions, notes: list[str] | None = None) -> list[Sample]:
+    """The dataset's samples sorted by id, after the configured subset.
+
+    What the reader warns about is printed and, with ``notes``, appended there (the run records it).
+    """
+    reader = _reader(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = reader.read(cfg, imagenet1k())
+    for w in caught:
+        print(f"WARNING: {w.message}", file=sys.stderr)
+        if notes is not None:
+            notes.append(str(w.message))
+    samples = sorted(found, key=lambda s: s.id)
     if not samples:
         where = ", ".join(f"dataset.{k}={v}" for k, v in reader_keys(cfg).items())
         raise UserError(f"dataset {cfg.name}: no images found ({where}); point it at the validation images")
     _check_unique(samples)
     return subset(samples, limit=cfg.limit, per_class=cfg.per_class)
+
+
+def _reader(cfg: DatasetOptions) -> ModuleType:
+    reader = load_plugin(GROUPS["reader"], cfg.layout)
+    if not isinstance(cfg, reader.Options):
+        raise UserError(f"dataset.layout={cfg.layout} does not match dataset={cfg.name}'s keys; "
+                        f"choose the layout with dataset={cfg.layout} instead")
+    return reader
+
+
+def label_space(cfg: DatasetOptions) -> list[int] | None:
+    """The classes the dataset covers when its reader says it covers fewer than all (ImageNet-A/R), else None."""
+    reader = _reader(cfg)
+    return sorted(reader.label_space(cfg, imagenet1k())) if hasattr(reader, "label_space") else None
 
 
 def reader_keys(cfg: DatasetOptions) -> dict[str, Any]:

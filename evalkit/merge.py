@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit import history, record, reference
-from evalkit.contract import K, Sample, samples_fingerprint
+from evalkit.contract import K, DatasetOptions, Sample, samples_fingerprint
 from evalkit.errors import UserError
 from evalkit.record import RunRecord
 from evalkit.scoring import Scorer
@@ -49,7 +49,7 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     samples = [Sample(i, Path(), int(label)) for i, label in zip(predictions["id"], predictions["label"])]
     if samples_fingerprint(samples) != runs[0].dataset["full_list_fingerprint"]:
         raise UserError("the shards' images together are not the sample list they were cut from")
-    scorer = Scorer(runs[0].metric_names)
+    scorer = Scorer(runs[0].metric_names, dataset=DatasetOptions(real_labels=runs[0].dataset_setting("real_labels")))
     scorer.update_topk(list(predictions["id"]), predictions["label"].to_numpy(),
                        predictions[[f"pred{k}" for k in range(1, K + 1)]].to_numpy())
     result = scorer.result()

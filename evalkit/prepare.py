@@ -25,15 +25,25 @@ from evalkit.workers import default_workers
 from evalkit.workers import pool as workers_pool
 
 
+def _where(sample: Sample) -> str:
+    """The sample's file, or its archive and member id, for messages."""
+    return str(sample.path) if sample.offset is None else f"{sample.path} (member {sample.id})"
+
+
+def _reason(e: OSError) -> str:
+    """An OSError's own words: the system's for a file, ``Sample.read``'s for a truncated archive."""
+    return e.strerror or str(e)
+
+
 def _load(sample: Sample, fn: Callable[[bytes], np.ndarray]) -> tuple[np.ndarray, bytes]:
     try:
-        data = sample.path.read_bytes()
+        data = sample.read()
     except OSError as e:
-        raise UserError(f"cannot read {sample.path}: {e.strerror}") from e
+        raise UserError(f"cannot read {_where(sample)}: {_reason(e)}") from e
     try:
         array = fn(data)
     except UserError as e:
-        raise UserError(f"{sample.path}: {e}; remove or replace the file") from e
+        raise UserError(f"{_where(sample)}: {e}; remove or replace the image") from e
     return array, hashlib.sha256(data).digest()
 
 
@@ -52,29 +62,29 @@ def ordered(samples: list[Sample], fn: Callable[[bytes], np.ndarray], workers: i
 
 
 def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
-               items: list[tuple[int, str]], tolerate: bool) -> list[tuple[int, Any, Any]]:
+               items: list[tuple[int, Sample]], tolerate: bool) -> list[tuple[int, Any, Any]]:
     """In a worker process: decode and prepare images, write their pixels into the cache file.
 
     Returns (index, file stat, sha256) per image, or (index, None, reason) for an unusable image
-    when ``tolerate``; otherwise an unusable image raises.
+    when ``tolerate``; otherwise an unusable image raises. The stat is the archive's for a member.
     """
     fd = os.open(data_file, os.O_WRONLY)
     try:
         made = []
-        for index, path in items:
+        for index, sample in items:
             try:
-                stat = TensorCache.file_stat(Path(path))
-                data = Path(path).read_bytes()
+                stat = TensorCache.file_stat(sample.path)
+                data = sample.read()
                 pixels = np.ascontiguousarray(pixels_fn(data), dtype=np.uint8)
             except (OSError, UserError) as e:
-                reason = f"cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)
+                reason = f"cannot read: {_reason(e)}" if isinstance(e, OSError) else str(e)
                 if tolerate:
                     made.append((index, None, reason))
                     continue
-                raise UserError(f"{path}: {reason}; remove or replace the file, "
+                raise UserError(f"{_where(sample)}: {reason}; remove or replace the image, "
                                 "or set dataset.bad_images=count_wrong") from e
             if pixels.shape != shape:
-                raise AssertionError(f"recipe made {pixels.shape} for {path}, expected {shape}")
+                raise AssertionError(f"recipe made {pixels.shape} for {_where(sample)}, expected {shape}")
             os.pwrite(fd, pixels.tobytes(), index * row_bytes)
             made.append((index, stat, hashlib.sha256(data).digest()))
         return made
@@ -100,7 +110,7 @@ class Prepared:
         self.pool = workers_pool(workers) if todo else None
         self.pending: deque = deque()
         for start in range(0, len(todo), chunk):
-            items = [(i, str(samples[i].path)) for i in todo[start:start + chunk]]
+            items = [(i, samples[i]) for i in todo[start:start + chunk]]
             self.pending.append((items[0][0], self.pool.submit(
                 _make_rows, str(self.cache.data), self.cache.row_bytes, self.cache.shape, recipe.pixels_fn, items,
                 bad_images == "count_wrong")))

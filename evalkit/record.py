@@ -117,6 +117,10 @@ class RunRecord:
         executed = self.executed_precision
         return self.precision + (f" ({executed})" if executed and executed != self.precision else "")
 
+    def dataset_setting(self, key: str) -> Any:
+        """A ``dataset.*`` setting the run was configured with (None when unset or older than the key)."""
+        return (self.config.get("dataset") or {}).get(key)
+
     @property
     def metric_names(self) -> list[str]:
         """The metric plug-ins the run computed (runs from before metrics were plug-ins computed top-k)."""

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from evalkit.config import Reference
+from evalkit.contract import VAL_SET
 
 #: the published numbers are on the full ILSVRC2012 validation set
 VAL_IMAGES = 50_000
@@ -36,10 +37,12 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def status(ref: Reference, recipe: dict[str, Any]) -> str:
-    """'ok', or why this reference does not apply to a run with ``recipe``."""
+def status(ref: Reference, recipe: dict[str, Any], test_set: str = VAL_SET) -> str:
+    """'ok', or why this reference does not apply to a run with ``recipe`` on ``test_set``."""
     if not ref.applies:
         return "not this model" + (f": {ref.note}" if ref.note else "")
+    if ref.test_set != test_set:
+        return f"other test set: {test_set} (measured on {ref.test_set})"
     differ = [f"{k}={recipe.get(k)!r} (measured at {v!r})" for k, v in ref.recipe.items() if not _same(recipe.get(k), v)]
     return "other setting: " + ", ".join(differ) if differ else "ok"
 
@@ -74,11 +77,12 @@ def measured(row: dict[str, Any], metrics: dict) -> dict[str, Any]:
             "status": judge(metrics, row["ref_top1"], row["ref_n"], TOLERANCE).status if row["applies"] else row["status"]}
 
 
-def compare(metrics: dict, references: list[Reference], recipe: dict[str, Any]) -> pd.DataFrame:
+def compare(metrics: dict, references: list[Reference], recipe: dict[str, Any], test_set: str = VAL_SET
+            ) -> pd.DataFrame:
     """One row per published number: reference, measured, delta (points), whether it applies, the verdict."""
     rows = []
     for r in references:
-        why_not = status(r, recipe)
+        why_not = status(r, recipe, test_set)
         rows.append(measured({"source": r.source, "setting": r.setting, "ref_top1": r.top1, "ref_top5": r.top5,
                               "ref_n": r.n, "applies": why_not == "ok", "status": why_not}, metrics))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -79,7 +79,8 @@ class Checkpoint:
 
 
 def evaluate(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, recipe: Recipe,
-             runtime: Runtime, batch_size: int, num_classes: int, tensor_cache: Path | None) -> pipeline.Outcome:
+             runtime: Runtime, batch_size: int, num_classes: int, tensor_cache: Path | None,
+             label_space: list[int] | None = None) -> pipeline.Outcome:
     """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
     ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / key(resolved, list_fingerprint),
                       every_s=cfg.results.checkpoint_s)
@@ -92,11 +93,12 @@ def evaluate(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, 
     if cfg.resume:
         print(f"resuming: {len(done)} of {len(samples)} images already scored")
     todo = [s for s in samples if s.id not in done]
-    outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, Scorer(cfg.metrics, num_classes), workers=cfg.workers,
+    scorer = Scorer(cfg.metrics, num_classes, cfg.dataset, label_space)
+    outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, scorer, workers=cfg.workers,
                                 progress=cfg.progress, keep_logits=cfg.results.save_logits,
                                 cache_dir=tensor_cache, bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
     if prior is not None:
-        outcome = combine(samples, todo, outcome, prior, done, Scorer(cfg.metrics, num_classes))
+        outcome = combine(samples, todo, outcome, prior, done, Scorer(cfg.metrics, num_classes, cfg.dataset, label_space))
     ckpt.clear()
     return outcome
 

@@ -29,6 +29,7 @@ from evalkit.contract import OfflineRuntime, Runtime, samples_fingerprint
 from evalkit.plugins import check_precision, make_context, open_runtime
 from evalkit.precision import Transformed
 from evalkit.scoring import Scorer
+from evalkit.workers import default_workers
 from evalkit.preprocess import Recipe, params_dict
 
 
@@ -39,7 +40,8 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
         if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
             raise UserError(
                 f"the model takes input {tuple(want)} but the {recipe.family} recipe makes {got}; "
-                "set preprocess.size to the model's input size, or pick the model's own recipe"
+                "set preprocess.size (timm: or preprocess.input_size=[3,H,W]) to the model's input size, "
+                "or pick the model's own recipe"
             )
     if runtime.num_outputs is not None and runtime.num_outputs not in (num_classes, num_classes + 1):
         raise UserError(
@@ -63,7 +65,9 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
     check_precision(cfg.precision.name, cfg.runtime.name)
     recipe = preprocess.build(cfg.preprocess)
-    full = datasets.load(cfg.dataset)
+    notes: list[str] = []
+    full = datasets.load(cfg.dataset, notes)
+    space = datasets.label_space(cfg.dataset)
     samples = datasets.shard(full, cfg.dataset.num_shards, cfg.dataset.shard)
     list_fingerprint = samples_fingerprint(samples)
     classes = imagenet1k()
@@ -80,7 +84,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         started = time.perf_counter()
         if isinstance(runtime, OfflineRuntime):
             warnings: list[str] = []
-            scorer, report = pipeline.evaluate_offline(samples, runtime, Scorer(cfg.metrics, len(classes)), progress=cfg.progress)
+            scorer = Scorer(cfg.metrics, len(classes), cfg.dataset, space)
+            scorer, report = pipeline.evaluate_offline(samples, runtime, scorer, progress=cfg.progress)
             outcome = pipeline.Outcome(scorer, None, None)
             dump = report.record()
             if report.missing or report.unusable:
@@ -90,8 +95,9 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
+            extra["decode_workers"] = cfg.workers or default_workers()  # what workers=0 chose on this machine
             outcome = resume.evaluate(cfg, resolved, samples, list_fingerprint, recipe, runtime,
-                                      extra["batch_size"], len(classes), tensor_cache)
+                                      extra["batch_size"], len(classes), tensor_cache, space)
             if outcome.bad:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
@@ -99,13 +105,13 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
-        warnings = transformed.warnings + warnings  # printed when the transform ran
+        warnings = notes + transformed.warnings + warnings  # printed when the reader and the transform ran
         runtime_info = runtime.info()
     finally:
         runtime.close()
     result = outcome.scorer.result()
     result.predictions.insert(2, "path", [str(s.path) for s in samples])
-    table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params))
+    table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params), cfg.dataset.test_set)
     run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
     run = record.RunRecord(
         id=run_id,
@@ -118,6 +124,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                 "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
         dataset={"name": cfg.dataset.name, "layout": cfg.dataset.layout, **datasets.reader_keys(cfg.dataset),
                  "n": len(samples), "list_fingerprint": list_fingerprint,
+                 **({"label_space": space} if space is not None else {}),
                  "content_fingerprint": None if outcome.digests is None else
                  pipeline.content_fingerprint(samples, outcome.digests),
                  **({"shard": [cfg.dataset.shard, cfg.dataset.num_shards], "full_n": len(full),

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from evalkit.contract import GROUPS, K, Scored, load
+from evalkit.contract import GROUPS, K, DatasetOptions, Scored, load
 from evalkit.classes import imagenet1k
 from evalkit.errors import UserError
 
@@ -24,10 +24,18 @@ class Result:
 
 
 class Scorer:
-    def __init__(self, metrics: Sequence[str], num_classes: int = 1000) -> None:
-        """``metrics``: names in the ``evalkit.metrics`` entry points (the config's ``metrics`` list)."""
+    def __init__(self, metrics: Sequence[str], num_classes: int = 1000, dataset: DatasetOptions | None = None,
+                 label_space: Sequence[int] | None = None) -> None:
+        """``metrics``: names in the ``evalkit.metrics`` entry points (the config's ``metrics`` list), opened with
+        the run's ``dataset`` options. ``label_space``: the classes a set covers when it covers fewer (ImageNet-A/R):
+        the other classes' logits are set to -inf before top-k, as those sets are scored."""
         self.num_classes = num_classes
-        self.metrics = [load(GROUPS["metric"], name).open(imagenet1k()) for name in metrics]
+        dataset = dataset or DatasetOptions()
+        self.metrics = [load(GROUPS["metric"], name).open(imagenet1k(), dataset) for name in metrics]
+        self.outside = None
+        if label_space is not None:
+            self.outside = np.ones(num_classes, bool)
+            self.outside[list(label_space)] = False
         self.background_class: bool | None = None
         self._ids: list[str] = []
         self._labels: list[np.ndarray] = []
@@ -49,8 +57,10 @@ class Scorer:
                 f"(or {self.num_classes + 1} with background at index 0); check that the model is an ImageNet-1k classifier"
             )
         self.background_class = c == self.num_classes + 1
+        if self.outside is not None:
+            logits = np.where(self.outside, -np.inf, logits).astype(logits.dtype, copy=False)
         invalid = np.zeros(len(ids), bool) if invalid is None else np.asarray(invalid, bool)
-        bad = ~np.isfinite(logits).all(axis=1) & ~invalid
+        bad = ~np.isfinite(logits if self.outside is None else logits[:, ~self.outside]).all(axis=1) & ~invalid
         if bad.any():
             names = [i for i, b in zip(ids, bad) if b][:5]
             raise UserError(f"{int(bad.sum())} images got NaN/Inf logits (e.g. {names}); the model or its inputs are broken")

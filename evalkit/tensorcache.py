@@ -1,8 +1,9 @@
 """The preprocessed-tensor cache: every sample's recipe pixels (uint8 HWC) in one file on disk.
 
-Keyed by the recipe fingerprint and the sample list (ids and paths), so a second runtime
-evaluated with the same recipe skips decoding entirely. A row counts only once it is
-marked done and its image file still has the size and mtime recorded when it was made:
+Keyed by the recipe fingerprint and the sample list (ids and paths, and where a tar member
+lies in its shard), so a second runtime evaluated with the same recipe skips decoding entirely.
+A row counts only once it is marked done and its image file (a member's: its shard) still has
+the size and mtime recorded when it was made:
 an interrupted fill resumes where it stopped, and a changed image is made again.
 Workers write rows with ``pwrite`` and the reader uses ``pread``, so memory stays flat
 however many images there are.
@@ -29,7 +30,9 @@ class TensorCache:
     def __init__(self, folder: Path, recipe: Recipe, samples: list[Sample]) -> None:
         ident = hashlib.sha256(recipe.fingerprint.encode())
         for s in samples:
-            ident.update(f"{s.id}\t{s.path}\n".encode())
+            # a plain file's line is unchanged from before members existed, so existing caches stay valid
+            member = "" if s.offset is None else f"\t{s.offset}\t{s.size}"
+            ident.update(f"{s.id}\t{s.path}{member}\n".encode())
         self.key = ident.hexdigest()[:24]
         _, h, w = recipe.output_shape
         self.shape = (h, w, 3)

@@ -26,6 +26,8 @@ import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+from evalkit.contract import cpu_cores
+
 #: linux/prctl.h
 _PR_SET_PDEATHSIG = 1
 
@@ -49,7 +51,8 @@ def leave_stopping_to_the_run() -> None:
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """One decode worker per core."""
+    return cpu_cores()
 
 
 def _context() -> multiprocessing.context.BaseContext:

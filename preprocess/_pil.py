@@ -40,14 +40,14 @@ def resize_shorter(img: Image.Image, size: int, interp: Interpolation) -> Image.
     return img.resize((new_w, new_h), interp.value)
 
 
-def center_crop(img: Image.Image, size: int) -> Image.Image:
+def center_crop(img: Image.Image, height: int, width: int) -> Image.Image:
     """torchvision ``CenterCrop``: offsets ``int(round(d / 2))`` (round half to even)."""
     w, h = img.size
-    if size > w or size > h:
-        raise ValueError(f"center crop {size} larger than image {w}x{h}")
-    top = int(round((h - size) / 2.0))
-    left = int(round((w - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
+    if height > h or width > w:
+        raise ValueError(f"center crop {width}x{height} larger than image {w}x{h}")
+    top = int(round((h - height) / 2.0))
+    left = int(round((w - width) / 2.0))
+    return img.crop((left, top, left + width, top + height))
 
 
 def to_chw_01(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:

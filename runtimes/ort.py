@@ -3,6 +3,12 @@
 CUDA/TensorRT execution providers work by naming them in ``runtime.providers``
 when the installed onnxruntime build has them.
 
+Throughput on CPU: ``runtime.sessions`` sessions run parts of each batch side by side, each on
+``runtime.intra_op_threads`` threads, with spinning off (an idle thread that spins takes a core from
+the decode workers). The default (``sessions=0``) is one single-threaded session per core, capped by
+memory: every thread does useful work, where one session's many threads wait on each other.
+Predictions equal one session's: each image's logits do not depend on the other images of its batch.
+
 Precision: the context's ONNX is already in the requested precision. An int8 Q/DQ model runs
 simulated by default (``session.disable_quant_qdq``: each Q/DQ pair rounds in fp32, which is what an
 int8 accelerator computes); ``runtime.int8_kernels=true`` lets ONNX Runtime fuse them into its own int8
@@ -14,6 +20,7 @@ optimized graph.
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Context, Runtime, cpu_isa, file_sha256
+from evalkit.contract import Context, Runtime, cpu_cores, cpu_isa, file_sha256
 from evalkit.errors import UserError, at_least
 
 #: bf16 is absent: the CPU provider has no bfloat16 Conv/Gemm kernels
@@ -38,7 +45,9 @@ class Options:
     name: str = "ort"
     batch_size: int = 32
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
-    #: 0 lets onnxruntime choose (one per physical core)
+    #: sessions that run parts of each batch side by side; 0 = one per core (capped by memory)
+    sessions: int = 0
+    #: threads per session; 0 = the cores divided among the sessions (one session: onnxruntime's default)
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     #: idle ORT threads spin-wait by default; off leaves the cores to the decode workers between batches
@@ -48,7 +57,7 @@ class Options:
     int8_kernels: bool = False
 
     def __post_init__(self) -> None:
-        for key, minimum in (("batch_size", 1), ("intra_op_threads", 0), ("inter_op_threads", 0)):
+        for key, minimum in (("batch_size", 1), ("sessions", 0), ("intra_op_threads", 0), ("inter_op_threads", 0)):
             at_least(f"runtime.{key}", getattr(self, key), minimum)
 
 
@@ -56,13 +65,44 @@ def _dim(d: Any) -> int | None:
     return d if isinstance(d, int) and d > 0 else None
 
 
+def plan(options: Options, model_bytes: int, fixed_batch: bool) -> tuple[int, int, str]:
+    """(sessions, threads per session, why): what ``sessions``/``intra_op_threads`` ask, or chosen for this machine."""
+    cores = cpu_cores()
+    if fixed_batch:
+        return 1, options.intra_op_threads, "one session: the model's batch size is fixed"
+    if options.sessions:
+        threads = options.intra_op_threads or (max(1, cores // options.sessions) if options.sessions > 1 else 0)
+        return options.sessions, threads, "as configured"
+    # weights, their optimized copy and the activation arena of a batch: a generous per-session estimate
+    per_session = 3 * model_bytes + (256 << 20)
+    fit = max(1, _available_memory() // 2 // per_session)
+    sessions = min(cores, fit)
+    why = f"one per core ({cores})" if sessions == cores else f"{sessions}: as many as half the free memory holds"
+    return sessions, options.intra_op_threads or max(1, cores // sessions), why
+
+
+def _available_memory() -> int:
+    """Bytes the kernel says a new allocation can take (MemAvailable); unknown: plenty."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 40
+
+
 class OrtRuntime(Runtime):
-    def __init__(self, session: Any, options: Options, path: str, executed: str) -> None:
-        self.session = session
+    def __init__(self, sessions: list[Any], options: Options, path: str, executed: str, plan: tuple[int, int, str]
+                 ) -> None:
+        self.sessions = sessions
+        self.session = sessions[0]
         self.options = options
         self.path = path
         self.executed = executed
-        inputs, outputs = session.get_inputs(), session.get_outputs()
+        self.plan = plan
+        self.pool = ThreadPoolExecutor(len(sessions)) if len(sessions) > 1 else None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
             raise UserError(f"{path} has {len(inputs)} inputs; evalkit feeds classifiers with one image input")
         self.input = inputs[0]
@@ -73,11 +113,23 @@ class OrtRuntime(Runtime):
         self.input_shape = tuple(_dim(d) for d in self.input.shape[1:])
         out_shape = outputs[0].shape
         self.num_outputs = _dim(out_shape[-1]) if len(out_shape) == 2 else None
-        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def _run(self, session: Any, part: np.ndarray) -> np.ndarray:
+        return session.run(None, {self.input.name: part.astype(self.input_dtype, copy=False)})[0]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input.name: batch.astype(self.input_dtype, copy=False)})[0]
+        if self.pool is None:
+            out = self._run(self.session, batch)
+        else:  # contiguous parts, one per session, put back in order
+            parts = [p for p in np.array_split(batch, len(self.sessions)) if len(p)]
+            out = np.concatenate(list(self.pool.map(self._run, self.sessions, parts)))
         return out.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -86,6 +138,7 @@ class OrtRuntime(Runtime):
             "model_file": self.path,
             "model_sha256": file_sha256(Path(self.path)),
             "executed_precision": self.executed,
+            "sessions": len(self.sessions), "threads_per_session": self.plan[1], "chosen": self.plan[2],
             "int8_kernels": self.options.int8_kernels,
             "cpu_isa": cpu_isa(),
         }
@@ -141,10 +194,10 @@ def open(options: Options, context: Context) -> OrtRuntime:
             f"(available: {ort.get_available_providers()}); install onnxruntime-gpu for CUDA/TensorRT"
         )
     so = ort.SessionOptions()
-    so.intra_op_num_threads = options.intra_op_threads
     so.inter_op_num_threads = options.inter_op_threads
     so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
+    for pool in ("intra_op", "inter_op"):
+        so.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if options.allow_spinning else "0")
     simulated = not options.int8_kernels
     if simulated:
         so.add_session_config_entry("session.disable_quant_qdq", "1")
@@ -154,15 +207,21 @@ def open(options: Options, context: Context) -> OrtRuntime:
         raise UserError(f"onnxruntime cannot load {path}: {e}") from e
     reduced = any(i.data_type != 1 for i in original.graph.initializer if i.data_type in _TYPES) or any(
         n.op_type == "DequantizeLinear" for n in original.graph.node)
+    fixed = any(_dim(d.dim_value) for d in original.graph.input[0].type.tensor_type.shape.dim[:1])
+    chosen = plan(options, Path(path).stat().st_size, fixed)
+    so.intra_op_num_threads = chosen[1]
+    sessions = []
     with tempfile.TemporaryDirectory(prefix="evalkit-ort-") as tmp:
         if reduced:  # what the kernels run shows only in the optimized graph
             so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        try:
-            session = ort.InferenceSession(path, so, providers=list(options.providers))
-        except Exception as e:  # onnxruntime raises its own pybind types for unreadable models
-            raise UserError(f"onnxruntime cannot load {path}: {e}") from e
-        optimized = _onnx().load(so.optimized_model_filepath, load_external_data=False) if reduced else original
-    return OrtRuntime(session, options, path, executed_precision(original, optimized, simulated))
+        for _ in range(chosen[0]):
+            try:
+                sessions.append(ort.InferenceSession(path, so, providers=list(options.providers)))
+            except Exception as e:  # onnxruntime raises its own pybind types for unreadable models
+                raise UserError(f"onnxruntime cannot load {path}: {e}") from e
+            so.optimized_model_filepath = ""
+        optimized = _onnx().load(str(Path(tmp) / "optimized.onnx"), load_external_data=False) if reduced else original
+    return OrtRuntime(sessions, options, path, executed_precision(original, optimized, simulated), chosen)
 
 
 def _onnx() -> Any:

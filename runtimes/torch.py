@@ -1,12 +1,27 @@
-"""PyTorch eager: the timm model with the user's weights, the framework the weights came from.
+"""PyTorch eager: the timm model with the user's weights, the framework the weights came from, on the CPU or one GPU.
 
-The reference point of a framework comparison: the same weights through ONNX Runtime,
-TensorRT or a device should agree with it image by image. ``precision=fp16|bf16`` runs the model
-under ``torch.autocast`` (the matmul/conv ops in that type, the rest in fp32), as timm's ``--amp`` does.
+The reference point of a framework comparison: the same weights through ONNX Runtime, TensorRT or a device
+should agree with it image by image.
+
+Precision: ``precision=fp16|bf16`` is the AMP switch (issue 16's ``runtime.amp``; precision is its own config
+group): the model runs under ``torch.autocast`` on the run's device (matmul/conv ops in that type, the rest in
+fp32), as timm's ``--amp`` does. ``precision=fp32`` on a GPU is IEEE fp32: PyTorch runs fp32 convolutions in TF32
+by default, so the runtime turns TF32 off for convolutions and matmuls while it is open.
+
+On a GPU (``runtime.device=cuda``) a batch goes through two pinned host chunks that alternate on a copy stream:
+the host copy of one chunk overlaps the DMA of the other. The core calls ``runtime(batch)`` and wants that batch's
+logits back, so the next batch does not exist yet while this one computes: overlapping its copy with this
+compute would need the core to hand batches ahead. A CUDA out-of-memory error halves the batch and retries it
+(down to one image), as timm's validate ``--retry`` does; later batches run in pieces of that size. The same
+images give the same logits, so the predictions do not change; ``info()`` reports the retries.
+
+``runtime.compile=true`` runs ``torch.compile`` (off by default: a slow first batch, and a recompile for the short
+last batch); its compiled artifacts go to torch's own cache (TORCHINDUCTOR_CACHE_DIR), not evalkit's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -18,6 +33,9 @@ from evalkit.errors import UserError, at_least
 
 #: fp16 and bf16 by autocast; int8 needs a quantized graph (an ONNX runtime runs the int8 transform)
 PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+#: images per pinned staging chunk: the host copy of one overlaps the DMA of the other
+CHUNK = 32
 
 
 @dataclass
@@ -26,38 +44,135 @@ class Options:
     batch_size: int = 32
     #: intra-op threads; 0 keeps PyTorch's default
     threads: int = 0
+    #: cpu, cuda (the current GPU) or cuda:N
+    device: str = "cpu"
+    #: NHWC weights and inputs (faster convolutions on tensor cores)
+    channels_last: bool = False
+    #: torch.compile the model; its compiled artifacts go to torch's own cache (TORCHINDUCTOR_CACHE_DIR)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for key, minimum in (("batch_size", 1), ("threads", 0)):
             at_least(f"runtime.{key}", getattr(self, key), minimum)
+        if not DEVICE.fullmatch(self.device):
+            raise UserError(f"runtime.device={self.device} is not a device: use cpu, cuda or cuda:N (N: the GPU index)")
 
 
 class TorchRuntime(Runtime):
-    def __init__(self, net: Any, torch: Any, context: Context, weights: str) -> None:
-        self.net, self.torch, self.weights = net, torch, weights
+    def __init__(self, net: Any, torch: Any, device: Any, options: Options, context: Context) -> None:
+        self.net, self.torch, self.device, self.options = net, torch, device, options
+        self.weights = context.model.weights
         self.input_shape = context.recipe.output_shape
         self.num_outputs = context.model.num_classes
         self.precision = context.precision.name
         self.autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        #: the pieces batches run in after a CUDA out-of-memory error (None: whole batches)
+        self.limit: int | None = None
+        self.oom_retries = 0
+        #: the TF32 settings to restore on close (None: not changed)
+        self.fp32_precision: tuple[str, str] | None = None
+        if device.type == "cuda":
+            self.fp32_precision = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+            torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+            self.copy_stream = torch.cuda.Stream(device)
+            self.pinned = [torch.empty((CHUNK, *self.input_shape), pin_memory=True) for _ in range(2)]
+            self.copied = [torch.cuda.Event() for _ in range(2)]
+
+    def _upload(self, batch: np.ndarray) -> Any:
+        """The batch on the GPU, staged through the two pinned chunks on the copy stream; the compute stream waits."""
+        torch = self.torch
+        source = torch.from_numpy(np.ascontiguousarray(batch))
+        x = torch.empty(source.shape, device=self.device)
+        compute = torch.cuda.current_stream(self.device)
+        self.copy_stream.wait_stream(compute)  # x's memory may have been the compute stream's until now
+        for k, lo in enumerate(range(0, len(source), CHUNK)):
+            hi, slot = min(lo + CHUNK, len(source)), k % 2
+            self.copied[slot].synchronize()  # the DMA that last read this chunk is done: it may be overwritten
+            staged = self.pinned[slot][: hi - lo]
+            staged.copy_(source[lo:hi])
+            with torch.cuda.stream(self.copy_stream):
+                x[lo:hi].copy_(staged, non_blocking=True)
+                self.copied[slot].record(self.copy_stream)
+        compute.wait_stream(self.copy_stream)
+        return x
+
+    def forward(self, x: Any) -> Any:
+        """float32 logits, on the run's device, of a batch already there (benchmarks time this alone).
+
+        A CUDA out-of-memory error halves the pieces and retries, down to one image, which re-raises.
+        """
+        torch = self.torch
+        x = x.contiguous(memory_format=self.memory_format)
+        pieces, lo = [], 0
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast,
+                                                    enabled=self.autocast is not None):
+            while lo < len(x):
+                n = min(self.limit or len(x), len(x) - lo)
+                try:
+                    pieces.append(self.net(x[lo:lo + n]).float())
+                    lo += n
+                    continue
+                except torch.cuda.OutOfMemoryError:
+                    if n == 1:
+                        raise
+                # outside the except block, so the failed forward's tensors are no longer referenced
+                torch.cuda.empty_cache()
+                self.oom_retries += 1
+                self.limit = (n + 1) // 2
+        return torch.cat(pieces)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        x = self.torch.from_numpy(np.ascontiguousarray(batch))
-        with self.torch.inference_mode(), self.torch.autocast("cpu", dtype=self.autocast,
-                                                              enabled=self.autocast is not None):
-            return self.net(x).float().numpy()
+        x = self._upload(batch) if self.device.type == "cuda" else self.torch.from_numpy(np.ascontiguousarray(batch))
+        return self.forward(x).cpu().numpy()
 
     def info(self) -> dict[str, Any]:
-        return {"torch": metadata.version("torch"), "timm": metadata.version("timm"), "weights": self.weights,
-                "threads": self.torch.get_num_threads(),
-                "executed_precision": f"{self.precision} (autocast)" if self.autocast is not None else "fp32"}
+        torch = self.torch
+        executed = f"{self.precision} (autocast, {self.device.type})" if self.autocast is not None else "fp32"
+        info = {"torch": metadata.version("torch"), "timm": metadata.version("timm"), "weights": self.weights,
+                "device": str(self.device), "channels_last": self.options.channels_last,
+                "compile": self.options.compile, "threads": torch.get_num_threads(), "executed_precision": executed,
+                # halvings after CUDA out-of-memory errors, and the batch size they went down to (None: none)
+                "oom_retries": self.oom_retries, "oom_smallest_batch": self.limit}
+        if self.device.type == "cuda":
+            info.update(gpu=torch.cuda.get_device_name(self.device), cuda=torch.version.cuda)
+        return info
+
+    def close(self) -> None:
+        if self.fp32_precision is not None:
+            conv, matmul = self.fp32_precision
+            self.torch.backends.cudnn.conv.fp32_precision = conv
+            self.torch.backends.cuda.matmul.fp32_precision = matmul
+            self.fp32_precision = None
+
+
+def _gpu(device: str) -> Any:
+    """The torch.device of ``runtime.device=cuda[:N]``, or a UserError where that GPU is not there."""
+    try:
+        import torch
+    except ImportError as e:
+        raise UserError(f"runtime=torch needs PyTorch ({e.name} is missing): pip install 'evalkit[torch]'") from e
+    if not torch.cuda.is_available():
+        build = f"a CUDA {torch.version.cuda} build, no GPU visible" if torch.version.cuda else "a CPU build"
+        raise UserError(f"runtime.device={device} needs a CUDA GPU and a CUDA build of torch; this machine has none "
+                        f"(torch {torch.__version__}, {build}): use runtime.device=cpu")
+    index, count = torch.device(device).index, torch.cuda.device_count()
+    if index is not None and index >= count:
+        raise UserError(f"runtime.device={device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", torch.cuda.current_device() if index is None else index)
 
 
 def open(options: Options, context: Context) -> TorchRuntime:
     if not context.model.weights:
         raise UserError(f"runtime=torch runs model {context.model.name} from its weights: pass model.weights=PATH")
+    gpu = _gpu(options.device) if options.device != "cpu" else None  # before the weights load
     net = context.torch_model()  # says which extra to install when torch/timm are missing
     import torch
 
     if options.threads:
         torch.set_num_threads(options.threads)
-    return TorchRuntime(net, torch, context, context.model.weights)
+    device = gpu or torch.device("cpu")
+    net = net.to(device)
+    if options.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return TorchRuntime(torch.compile(net) if options.compile else net, torch, device, options, context)

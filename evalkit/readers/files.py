@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit.contract import Classes, DatasetOptions, Sample
-from evalkit.readers._lines import parse
+from evalkit.readers._common import parse
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Optional
 
 from evalkit.contract import Classes, DatasetOptions, Sample
 from evalkit.errors import UserError
-from evalkit.readers._lines import parse, root_folder
+from evalkit.readers._common import parse, root_folder
 
 
 @dataclass

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalkit.contract import Classes, Scored
+from evalkit.contract import Classes, DatasetOptions, Scored
 
 
 class Seen:
@@ -87,7 +87,7 @@ class Seen:
         return {"logit_rows": self.rows, "mean_top_logit": self.total / self.rows if self.rows else None}
 
 
-def open(classes: Classes) -> Seen:
+def open(classes: Classes, dataset: DatasetOptions) -> Seen:
     return Seen()
 '''
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evalkit.classes import imagenet1k
-from evalkit.contract import GROUPS, K, Scored, load, plugins
+from evalkit.contract import GROUPS, K, DatasetOptions, Scored, load, plugins
 
 from .test_runtimes import HEAVY, python
 
@@ -55,7 +55,7 @@ def test_the_result_does_not_depend_on_how_images_are_batched(name, with_logits)
     batch = scored(300)
     if not with_logits:
         batch = Scored(batch.ids, batch.labels, batch.top, None)
-    whole, pieces = (load(GROUPS["metric"], name).open(imagenet1k()) for _ in range(2))
+    whole, pieces = (load(GROUPS["metric"], name).open(imagenet1k(), DatasetOptions()) for _ in range(2))
     whole.update(batch)
     for lo in range(0, 300, 7):
         pieces.update(rows(batch, lo, lo + 7))
@@ -65,7 +65,7 @@ def test_the_result_does_not_depend_on_how_images_are_batched(name, with_logits)
 
 def test_topk_counts_a_hit_at_its_rank_and_no_prediction_as_wrong():
     top = np.array([[3, 1, 2, 4, 5], [1, 3, 2, 4, 5], [2, 4, 5, 6, 3], [-1, -1, -1, -1, -1]], np.int32)
-    metric = load(GROUPS["metric"], "topk").open(imagenet1k())
+    metric = load(GROUPS["metric"], "topk").open(imagenet1k(), DatasetOptions())
     metric.update(Scored(["a", "b", "c", "d"], np.array([3, 3, 3, 3]), top))
     result = metric.result()
     assert [result[f"top{k}"] for k in range(1, 6)] == [25.0, 50.0, 50.0, 50.0, 75.0]

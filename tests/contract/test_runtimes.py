@@ -23,7 +23,7 @@ RUNTIMES = sorted(plugins(GROUPS["runtime"]))
 HEAVY = ("torch", "tensorrt", "onnxruntime", "cv2")
 #: runtime -> (the import that fails without its extra, the extra the error must name)
 DEPENDENCY = {"ort": ("onnxruntime", "evalkit[ort]"), "trt": ("tensorrt", "evalkit[trt]"),
-              "torch": ("torch", "evalkit[torch]")}
+              "torch": ("torch", "evalkit[torch]"), "openvino": ("openvino", "evalkit[openvino]")}
 
 
 def python(code: str, pythonpath: str = str(REPO)) -> subprocess.CompletedProcess:
@@ -109,6 +109,10 @@ def _open(name: str, tmp_path: Path):
     if name == "ort":
         if find_spec("onnxruntime") is None:
             pytest.skip("needs onnxruntime (evalkit[ort])")
+        options, overrides = module.Options(), []
+    elif name == "openvino":
+        if find_spec("openvino") is None:
+            pytest.skip("needs openvino (evalkit[openvino])")
         options, overrides = module.Options(), []
     elif name == "trt":
         from evalkit.runtimes._cuda import open_cuda

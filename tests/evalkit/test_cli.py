@@ -187,3 +187,10 @@ def test_1001_class_model_is_scored_on_the_shifted_classes(tmp_path):
     logits = np.load(next((tmp_path / "r").glob("*/logits.npy")))
     assert logits.shape == (3, 1001)
     assert list(predictions["pred1"]) == list(logits[:, 1:].argmax(1))
+
+
+def test_a_key_given_twice_is_refused_as_a_shell_brace_expansion_would_give_it(tmp_path):
+    # what bash makes of an unquoted dataset.shards=/data/x-{000000..000001}.tar
+    out = run_cli("dataset=tar", "dataset.shards=/data/x-000000.tar", "dataset.shards=/data/x-000001.tar", cwd=tmp_path)
+    assert out.returncode == 2 and "dataset.shards is given 2 different values" in out.stderr
+    assert """'dataset.shards="/data/imagenet-val-{000000..000063}.tar"'""" in out.stderr

@@ -52,3 +52,11 @@ def test_the_printed_table_never_says_ok_on_a_few_images():
     full = reference.compare(metrics(37_500, 50_000), refs, {"size": 224})
     assert full["status"][0] == "ok"
 
+
+
+def test_a_published_val_number_is_not_compared_with_another_test_set():
+    ref = Reference(source="timm", top1=75.0)
+    metrics = {"n": 7500, "top1": 2.0, "top5": 10.0, "top1_ci95": [1.7, 2.4]}
+    row = reference.compare(metrics, [ref], {}, test_set="imagenet-a").iloc[0]
+    assert not row["applies"] and row["status"] == "other test set: imagenet-a (measured on imagenet-val)"
+    assert reference.compare(metrics, [ref], {}).iloc[0]["applies"]

@@ -68,3 +68,35 @@ def test_unknown_runtime_is_a_user_error(tmp_path):
     opts.name = "nope"
     with pytest.raises(UserError, match="unknown runtime"):
         open_runtime(opts, make_context(ModelConfig(name="m", arch="none"), preprocess.build(Params()), tmp_path))
+
+
+def test_sessions_split_each_batch_and_put_it_back_in_order(tmp_path):
+    onnx = tiny_onnx(tmp_path / "m.onnx")
+    one, three = open_ort(onnx, tmp_path, sessions=1), open_ort(onnx, tmp_path, sessions=3, intra_op_threads=1)
+    x = np.random.default_rng(2).standard_normal((8, 3, 224, 224), dtype=np.float32)
+    assert np.array_equal(three(x), one(x)) and np.array_equal(three(x[:2]), one(x[:2]))  # fewer images than sessions
+    assert three.info()["sessions"] == 3 and three.info()["threads_per_session"] == 1
+    three.close()
+    three.close()
+
+
+def test_the_default_is_one_single_threaded_session_per_core_and_says_why(tmp_path, monkeypatch):
+    from evalkit.runtimes import ort
+
+    monkeypatch.setattr(ort, "cpu_cores", lambda: 4)
+    assert ort.plan(Options(), 10 << 20, fixed_batch=False) == (4, 1, "one per core (4)")
+    monkeypatch.setattr(ort, "_available_memory", lambda: 2 * (3 * (500 << 20) + (256 << 20)) * 2)
+    sessions, threads, why = ort.plan(Options(), 500 << 20, fixed_batch=False)
+    assert (sessions, threads) == (2, 2) and "free memory" in why  # a big model: capped by memory
+    assert ort.plan(Options(), 10 << 20, fixed_batch=True)[0] == 1
+
+
+def test_two_single_threaded_sessions_predict_exactly_as_one_on_the_shared_photos(sample_root, lite0_onnx, tmp_path):
+    from ..conftest import run_in_process  # noqa: TID252
+
+    one, p1 = run_in_process(tmp_path / "one", sample_root, [f"model.onnx={lite0_onnx}", "runtime.sessions=1"])
+    two, p2 = run_in_process(tmp_path / "two", sample_root, [f"model.onnx={lite0_onnx}", "runtime.sessions=2",
+                                                             "runtime.intra_op_threads=1"])
+    columns = [f"pred{k}" for k in range(1, 6)]
+    assert p1[columns].equals(p2[columns]) and one["metrics"] == two["metrics"]
+    assert two["runtime"]["info"]["sessions"] == 2

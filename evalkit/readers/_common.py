@@ -1,8 +1,10 @@
-"""What the label-file layouts share: ``path label`` lines, labels given as class index or wnid."""
+"""What the readers share: wnid folders, ``path label`` lines (labels as class index or wnid), the 200-class sets."""
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from evalkit.contract import Classes, Sample
@@ -23,6 +25,25 @@ def root_folder(root: str | None, name: str) -> Path:
     if not folder.is_dir():
         raise UserError(f"dataset.root={root}: no such folder")
     return folder
+
+
+def wnid_folders(root: Path, classes: Classes, layout: str) -> list[Sample]:
+    """``root/<wnid>/*`` images; a folder that is no ImageNet-1k wnid is a UserError."""
+    index = {w: i for i, w in enumerate(classes.wnids)}
+    samples = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if d.name not in index:
+            raise UserError(f"{d}: folder name {d.name!r} is not an ImageNet-1k wnid; the {layout} layout needs "
+                            "root/<wnid>/<image> (for a flat folder use dataset=labelfile)")
+        samples += [Sample(p.stem, p, index[d.name]) for p in sorted(d.iterdir()) if is_image(p)]
+    return samples
+
+
+@lru_cache(maxsize=None)
+def official_wnids(name: str) -> frozenset[str]:
+    """The classes of a 200-class test set as its authors list them (``imagenet_a``, ``imagenet_r``)."""
+    text = resources.files("evalkit.readers").joinpath("data", f"{name}_wnids.txt").read_text()
+    return frozenset(text.split())
 
 
 def parse_label(text: str, where: str, index: dict[str, int]) -> int:
