@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from omegaconf import DictConfig
 
@@ -51,6 +52,23 @@ def refuse_repeated_keys(args: list[str]) -> None:
                         f"'{key}=\"/data/imagenet-val-{{000000..000063}}.tar\"'")
 
 
+def launch(app: Callable[[], Any]) -> Any:
+    """Run the Hydra app; a job the scheduler refuses (submitit's FailedJobError: sbatch said no) is a UserError.
+
+    Matched by name so that evalkit without submitit imports nothing of it.
+    """
+    try:
+        return app()
+    except Exception as e:
+        if type(e).__name__ != "FailedJobError" or not type(e).__module__.startswith("submitit"):
+            raise
+        lines = str(e).splitlines()
+        said = next((line.strip() for line in lines if "sbatch: error" in line), lines[0] if lines else "")
+        advice = (" hydra/launcher=slurm asks for hydra.launcher.gpus_per_node GPUs; on a cluster without GPUs "
+                  "use hydra/launcher=slurm_cpu" if "gres" in said else "")
+        raise UserError(f"SLURM refused the job: {said}.{advice}") from e
+
+
 def main() -> None:
     # Let composition errors reach exit_on_user_error instead of Hydra's own exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
@@ -60,4 +78,4 @@ def main() -> None:
     import hydra
 
     app = hydra.main(version_base=None, config_path="pkg://evalkit.conf", config_name="config")(_task)
-    exit_on_user_error(app)
+    exit_on_user_error(lambda: launch(app))
