@@ -12,44 +12,34 @@ Kept per image: the confidence and whether the top-1 is right (never the logits)
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Classes, DatasetOptions, Scored
-from evalkit.metrics.nll import NO_LOGITS, logsumexp
+from evalkit.contract import Classes, DatasetOptions
+from evalkit.metrics._logits import LogitMetric, logsumexp
 
 BINS = 15
 #: bin i is (EDGES[i], EDGES[i + 1]]
 EDGES = np.linspace(0.0, 1.0, BINS + 1)
 
 
-class ECE:
+class ECE(LogitMetric):
+    name = "ece"
+
     def __init__(self) -> None:
+        super().__init__()
         self.confidence: list[np.ndarray] = []
         self.correct: list[np.ndarray] = []
-        self.skipped = 0
-        self.missing_logits = False
 
-    def update(self, batch: Scored) -> None:
-        usable = batch.top[:, 0] != -1
-        self.skipped += int((~usable).sum())
-        if batch.logits is None:
-            self.missing_logits = self.missing_logits or bool(usable.any())
-            return
-        logits = np.asarray(batch.logits, np.float64)[usable]
+    def add(self, logits: np.ndarray, labels: np.ndarray, top: np.ndarray) -> None:
         self.confidence.append(np.exp(logits.max(axis=1) - logsumexp(logits)))
-        self.correct.append(batch.top[usable, 0] == np.asarray(batch.labels)[usable])
+        self.correct.append(top[:, 0] == labels)
 
-    def result(self) -> dict[str, Any]:
-        n = sum(len(part) for part in self.confidence)
-        if self.missing_logits or not n:
-            note = NO_LOGITS if self.missing_logits else "no image has a prediction"
-            return {"ece": None, "ece_note": note, "ece_skipped": self.skipped}
+    def value(self) -> float:
         confidence, correct = np.concatenate(self.confidence), np.concatenate(self.correct)
         bins = np.searchsorted(EDGES, confidence, side="left") - 1
         gaps = [abs(int(correct[bins == b].sum()) - math.fsum(confidence[bins == b])) for b in range(BINS)]
-        return {"ece": math.fsum(gaps) / n, "ece_skipped": self.skipped}
+        return math.fsum(gaps) / self.n
 
 
 def open(classes: Classes, dataset: DatasetOptions) -> ECE:

@@ -13,45 +13,26 @@ from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Classes, DatasetOptions, Scored
+from evalkit.contract import Classes, DatasetOptions
+from evalkit.metrics._logits import LogitMetric, logsumexp
 
-NO_LOGITS = "needs logits: the runtime gave class indices, or rows came back from a checkpoint or shards"
 
+class NLL(LogitMetric):
+    name = "nll"
 
-class NLL:
     def __init__(self) -> None:
+        super().__init__()
         #: each usable image's -log p(label), batch by batch (one float per image, never the logits)
         self.values: list[np.ndarray] = []
-        self.skipped = 0
-        self.missing_logits = False
 
-    def update(self, batch: Scored) -> None:
-        usable = batch.top[:, 0] != -1
-        self.skipped += int((~usable).sum())
-        if batch.logits is None:
-            self.missing_logits = self.missing_logits or bool(usable.any())
-            return
-        logits = np.asarray(batch.logits, np.float64)[usable]
-        labels = np.asarray(batch.labels)[usable]
+    def add(self, logits: np.ndarray, labels: np.ndarray, top: np.ndarray) -> None:
         self.values.append(logsumexp(logits) - logits[np.arange(len(labels)), labels])
 
-    def result(self) -> dict[str, Any]:
-        n = sum(len(part) for part in self.values)
-        if self.missing_logits or not n:
-            note = NO_LOGITS if self.missing_logits else "no image has a prediction"
-            return {"nll": None, "nll_note": note, "nll_skipped": self.skipped}
-        return {"nll": math.fsum(chain.from_iterable(self.values)) / n, "nll_skipped": self.skipped}
-
-
-def logsumexp(logits: np.ndarray) -> np.ndarray:
-    """log(sum(exp(row))) of each float64 row, shifted by the row's maximum so no exp overflows (-inf logits,
-    classes outside a set's label space, contribute nothing)."""
-    top = logits.max(axis=1)
-    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    def value(self) -> float:
+        return math.fsum(chain.from_iterable(self.values)) / self.n
 
 
 def open(classes: Classes, dataset: DatasetOptions) -> NLL:
