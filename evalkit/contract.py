@@ -201,11 +201,16 @@ def params_dict(params: Any) -> dict[str, Any]:
             if not (f.metadata.get("omit_default") and _is_default(f, getattr(params, f.name)))}
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+def dist_versions(dists: Iterable[str]) -> dict[str, str]:
+    """Installed versions of distributions ("not installed" where absent): what a recipe's pixels or a transform's
+    output depend on, so they go into fingerprints and cache keys."""
+    found = {}
+    for dist in dists:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
 
 
 def recipe_module(family: str) -> ModuleType:
@@ -251,7 +256,7 @@ class Recipe:
 
     @property
     def libraries(self) -> dict[str, str]:
-        return {d: _version(d) for d in self.module.LIBRARIES}
+        return dist_versions(self.module.LIBRARIES)
 
     @property
     def fingerprint(self) -> str:
@@ -544,9 +549,9 @@ class Transform(Protocol):
 
 
 __all__ = [
-    "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "Sample", "samples_fingerprint", "OMIT_DEFAULT",
-    "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS", "Calibration",
-    "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
+    "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "dist_versions", "Sample", "samples_fingerprint",
+    "OMIT_DEFAULT", "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS",
+    "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
     "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform", "cpu_cores",
     "cpu_isa", "opencv", "decode_bgr",
 ]

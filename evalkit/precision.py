@@ -13,12 +13,12 @@ import json
 import os
 import sys
 from collections import defaultdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from evalkit import dataset
-from evalkit.contract import GROUPS, Context, PrecisionOptions, Recipe, Sample, file_sha256, load, plugins
+from evalkit.contract import (GROUPS, Context, PrecisionOptions, Recipe, Sample, dist_versions, file_sha256, load,
+                              plugins)
 from evalkit.errors import UserError
 
 
@@ -61,16 +61,6 @@ def content_fingerprint(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-def _versions(dists: tuple[str, ...]) -> dict[str, str]:
-    found = {}
-    for d in dists:
-        try:
-            found[d] = metadata.version(d)
-        except metadata.PackageNotFoundError:
-            found[d] = "not installed"
-    return found
-
-
 class Transformed:
     """A context's ``onnx_file``: the source ONNX in the requested precision; ``record`` says what was done."""
 
@@ -91,9 +81,10 @@ class Transformed:
             return src
         module = load(GROUPS["transform"], name)
         calibration, samples = self._calibration() if getattr(module, "CALIBRATED", False) else (None, [])
-        tools = _versions(module.TOOLS)
+        tools = dist_versions(module.TOOLS)
+        source_sha256 = file_sha256(src)
         key = hashlib.sha256(json.dumps({
-            "source": file_sha256(src), "precision": name, "exclude": list(self.options.exclude),
+            "source": source_sha256, "precision": name, "exclude": list(self.options.exclude),
             "calibration": calibration and {k: calibration[k] for k in ("method", "images", "batch_size", "fingerprint")},
             "recipe": self.recipe.fingerprint if samples else None, "tools": tools,
         }, sort_keys=True).encode()).hexdigest()[:16]
@@ -109,7 +100,7 @@ class Transformed:
                 os.replace(tmp, out)
             finally:
                 tmp.unlink(missing_ok=True)
-        self.record = {"transform": name, "exclude": list(self.options.exclude), "source_sha256": file_sha256(src),
+        self.record = {"transform": name, "exclude": list(self.options.exclude), "source_sha256": source_sha256,
                        "model": str(out), "model_sha256": file_sha256(out), "cache_hit": hit, "tools": tools,
                        "calibration": calibration}
         return out
