@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     from evalkit import dataset as datasets
     from evalkit import preprocess
     from evalkit.commands import exit_on_user_error
-    from evalkit.config import cache_dir, compose
+    from evalkit.config import cache_dir, compose, tensor_cache_dir
     from evalkit.plugins import make_context
     from evalkit.precision import calibration_subset
 
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"precision={cfg.precision.name}: bisect searches int8 Q/DQ models; usage: {USAGE}")
         recipe = preprocess.build(cfg.preprocess)
         samples = datasets.shard(datasets.load(cfg.dataset), cfg.dataset.num_shards, cfg.dataset.shard)
-        tensor_cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
+        tensor_cache = tensor_cache_dir(cfg)
         context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache, cfg.precision)
         qdq = context.onnx_file()
         source = make_context(cfg.model, recipe, cache_dir(cfg)).onnx_file()

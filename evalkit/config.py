@@ -205,3 +205,8 @@ def to_object(cfg: Any) -> Config:
 
 def cache_dir(cfg: Config) -> Path:
     return Path(os.path.expanduser(cfg.cache_dir))
+
+
+def tensor_cache_dir(cfg: Config) -> Path | None:
+    """The prepared-tensor cache folder, or None with ``cache.enabled=false``."""
+    return Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None

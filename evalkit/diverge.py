@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     from evalkit import dataset as datasets
     from evalkit import preprocess
     from evalkit.commands import exit_on_user_error, number, own_keys
-    from evalkit.config import cache_dir, compose
+    from evalkit.config import cache_dir, compose, tensor_cache_dir
     from evalkit.plugins import make_context
 
     def run() -> None:
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"reference={reference}: no such file; give fp32 or an ONNX file")
         recipe = preprocess.build(cfg.preprocess)
         samples = datasets.shard(datasets.load(cfg.dataset), cfg.dataset.num_shards, cfg.dataset.shard)
-        tensor_cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
+        tensor_cache = tensor_cache_dir(cfg)
         context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache, cfg.precision)
         test = context.onnx_file()
         ref = make_context(cfg.model, recipe, cache_dir(cfg)).onnx_file() if reference == "fp32" else Path(reference)

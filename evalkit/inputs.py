@@ -11,7 +11,6 @@ inputs come from the same pixels the runs use.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from evalkit import preprocess
 from evalkit import dataset as datasets
@@ -22,7 +21,7 @@ from evalkit.plugins import make_context, runtime_module
 
 def main(argv: list[str] | None = None) -> None:
     from evalkit.commands import exit_on_user_error, output_and_overrides
-    from evalkit.config import cache_dir, compose
+    from evalkit.config import cache_dir, compose, tensor_cache_dir
 
     def run() -> None:
         output, overrides = output_and_overrides(
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         recipe = preprocess.build(cfg.preprocess)
         samples = datasets.load(cfg.dataset)
         print(f"{len(samples)} images, recipe {recipe.family}:\n{recipe.describe()}")
-        cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
+        cache = tensor_cache_dir(cfg)
         context = make_context(cfg.model, recipe, cache_dir(cfg), samples, cache)
         for path in module.write_inputs(context, output, progress=cfg.progress):
             print(f"wrote {path}")

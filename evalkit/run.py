@@ -22,7 +22,7 @@ from evalkit import preprocess
 from evalkit import dataset as datasets
 from evalkit import history, pipeline, record, reference, resume
 from evalkit.classes import imagenet1k
-from evalkit.config import Config, cache_dir
+from evalkit.config import Config, cache_dir, tensor_cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
 from evalkit.contract import OfflineRuntime, Runtime, samples_fingerprint
@@ -74,7 +74,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     print(f"model {cfg.model.name} ({cfg.model.source}) on runtime {cfg.runtime.name}, precision "
           f"{cfg.precision.name}, dataset {cfg.dataset.name}: {len(samples)} images")
     print(f"recipe {recipe.family}:\n{recipe.describe()}")
-    tensor_cache = Path(cfg.cache.dir).expanduser() if cfg.cache.enabled else None
+    tensor_cache = tensor_cache_dir(cfg)
     context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache, cfg.precision)
     runtime = open_runtime(cfg.runtime, context)
     transformed: Transformed = context.onnx_file  # type: ignore[assignment]
