@@ -100,3 +100,151 @@ def test_two_single_threaded_sessions_predict_exactly_as_one_on_the_shared_photo
     columns = [f"pred{k}" for k in range(1, 6)]
     assert p1[columns].equals(p2[columns]) and one["metrics"] == two["metrics"]
     assert two["runtime"]["info"]["sessions"] == 2
+
+
+# --- the GPU path, as far as it runs without a GPU
+
+CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def photos(sample_root: Path, n: int) -> np.ndarray:
+    """The first ``n`` shared photos through the demo model's recipe."""
+    from evalkit.config import compose
+
+    recipe = preprocess.build(compose([]).preprocess)
+    return np.stack([recipe(p.read_bytes()) for p in sorted(sample_root.glob("*/*"))[:n]])
+
+
+def test_io_binding_gives_the_logits_of_session_run_on_the_demo_model(lite0_onnx, sample_root, tmp_path):
+    from evalkit.runtimes.ort import DeviceBinding, OrtRuntime
+
+    rt = open_ort(lite0_onnx, tmp_path, sessions=1, intra_op_threads=1)
+    batch = photos(sample_root, 7)
+    bound = DeviceBinding(rt.session, rt.input.name, rt.session.get_outputs()[0].name, "cpu", 0)
+    for part in (batch, batch[:3], batch[3:6], batch):  # a new shape, its buffer reused with other images, the first
+        assert np.array_equal(bound(part), rt.session.run(None, {rt.input.name: part})[0])
+    assert sorted(bound.inputs) == [(3, 3, 224, 224), (7, 3, 224, 224)]
+    through = OrtRuntime(rt.sessions, rt.options, rt.path, rt.executed, rt.plan, rt.providers, device="cpu")
+    assert np.array_equal(through(batch), rt(batch))
+    assert through.info()["io_binding"] and not rt.info()["io_binding"]
+    assert rt.info()["device"] == "cpu" and rt.info()["provider_options"] == {}
+    through.close()
+    through.close()
+    assert bound.inputs and not through.binding.inputs
+
+
+def available_with(monkeypatch, *providers: str) -> None:
+    """onnxruntime claims ``providers`` besides its own: as onnxruntime-gpu does where CUDA is not installed."""
+    import onnxruntime
+
+    real = onnxruntime.get_available_providers()
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [*providers, *real])
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_a_gpu_provider_that_does_not_start_is_an_error_not_a_silent_cpu_run(monkeypatch, tmp_path):
+    available_with(monkeypatch, "CUDAExecutionProvider")
+    with pytest.raises(UserError) as e:  # the real session falls back to the CPU; the runtime must not
+        open_ort(tiny_onnx(tmp_path / "m.onnx"), tmp_path, providers=CUDA)
+    assert "could not start CUDAExecutionProvider and would silently run on ['CPUExecutionProvider']" in str(e.value)
+    assert "libonnxruntime_providers_cuda.so is not in" in str(e.value)  # this CPU build has no CUDA library
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_tensorrt_engines_go_under_the_evalkit_cache_and_a_lost_tensorrt_is_named(monkeypatch, tmp_path):
+    available_with(monkeypatch, "TensorrtExecutionProvider", "CUDAExecutionProvider")
+    with pytest.raises(UserError, match="could not start TensorrtExecutionProvider"):
+        open_ort(tiny_onnx(tmp_path / "m.onnx"), tmp_path, providers=["TensorrtExecutionProvider", *CUDA])
+    assert len(list((tmp_path / "ort-tensorrt").iterdir())) == 1  # <model sha256[:16]>-ort<version>
+
+
+def test_sessions_above_one_on_a_gpu_provider_are_refused_before_any_session(monkeypatch, tmp_path):
+    available_with(monkeypatch, "CUDAExecutionProvider")
+    with pytest.raises(UserError, match="runtime.sessions=2 splits each batch among CPU sessions"):
+        open_ort(tiny_onnx(tmp_path / "m.onnx"), tmp_path, providers=CUDA, sessions=2)
+
+
+def test_gpu_provider_options():
+    from evalkit.runtimes.ort import provider_options
+
+    dims = [None, 3, 224, 224]
+    options = Options(providers=["TensorrtExecutionProvider", *CUDA], device_id=1)
+    trt, cuda, cpu = provider_options(options, "input", dims, qdq=False, engine_cache=Path("/c"))
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 1, "cudnn_conv_algo_search": "HEURISTIC", "use_tf32": False})
+    assert trt == ("TensorrtExecutionProvider", {
+        "device_id": 1, "trt_engine_cache_enable": True, "trt_engine_cache_path": "/c",
+        "trt_profile_min_shapes": "input:1x3x224x224", "trt_profile_opt_shapes": "input:32x3x224x224",
+        "trt_profile_max_shapes": "input:32x3x224x224"})  # never trt_fp16_enable: the model has the precision
+    assert cpu == ("CPUExecutionProvider", {})
+    assert provider_options(options, "input", dims, qdq=True, engine_cache=Path("/c"))[0][1]["trt_int8_enable"]
+    for name, shape in (("input", [4, 3, 224, 224]), ("input", [None, 3, None, None]), ("input:0", dims)):
+        assert "trt_profile_min_shapes" not in provider_options(options, name, shape, False, Path("/c"))[0][1]
+
+
+def test_gpu_options_are_checked():
+    with pytest.raises(UserError, match="cudnn_conv_algo_search=FAST is not one of HEURISTIC, EXHAUSTIVE, DEFAULT"):
+        Options(cudnn_conv_algo_search="FAST")
+    with pytest.raises(UserError, match="runtime.device_id=-1"):
+        Options(device_id=-1)
+
+
+def test_gpu_precision_is_read_from_the_model(tmp_path):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from evalkit.runtimes.ort import gpu_precision
+
+    model = onnx.load(tiny_onnx(tmp_path / "m.onnx"))
+    assert gpu_precision(model, "CUDAExecutionProvider") == "fp32"
+    assert gpu_precision(model, "TensorrtExecutionProvider") == "fp32 (TensorRT allows TF32)"
+    w = model.graph.initializer[0]
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float16), w.name))
+    assert w.data_type == TensorProto.FLOAT16 and gpu_precision(model, "CUDAExecutionProvider") == "fp16"
+    model.graph.node.add(op_type="DequantizeLinear")
+    assert gpu_precision(model, "CUDAExecutionProvider") == "int8 Q/DQ simulated in fp32"
+
+
+def test_load_error_names_the_library_the_loader_misses(tmp_path):
+    import shutil
+    import subprocess
+
+    from evalkit.runtimes.ort import load_error
+
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("needs a C compiler to build stand-in provider libraries")
+    source = tmp_path / "empty.c"
+    source.write_text("int evalkit_stand_in;\n")
+    deps, capi = tmp_path / "deps", tmp_path / "capi"
+    deps.mkdir()
+    capi.mkdir()
+
+    def build(out: Path, *extra: str) -> None:
+        subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(source), *extra], check=True)
+
+    assert "is not in" in load_error(capi, "CUDAExecutionProvider", "12.8")
+    build(deps / "libcublasLt.so.12", "-Wl,-soname,libcublasLt.so.12")
+    build(capi / "libonnxruntime_providers_shared.so")
+    build(capi / "libonnxruntime_providers_tensorrt.so")
+    build(capi / "libonnxruntime_providers_cuda.so", "-Wl,--no-as-needed", str(deps / "libcublasLt.so.12"))
+    shutil.rmtree(deps)  # as on a machine without CUDA
+    why = load_error(capi, "CUDAExecutionProvider", "12.8")
+    assert "libcublasLt.so.12: cannot open shared object file" in why and "(built for CUDA 12.8)" in why
+    assert "check the GPU, its driver" in load_error(capi, "TensorrtExecutionProvider", "")
+
+
+def test_ort_cuda_selects_the_cuda_provider_and_stops_cleanly_without_it(tmp_path):
+    import onnxruntime
+
+    from evalkit.config import compose
+
+    from ..conftest import run_cli  # noqa: TID252
+    from ..evalkit.test_cli import imagefolder  # noqa: TID252
+
+    runtime = compose(["runtime=ort_cuda"]).runtime
+    assert runtime.name == "ort" and list(runtime.providers) == CUDA and runtime.cudnn_conv_algo_search == "HEURISTIC"
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("checks the message of an onnxruntime without the CUDA provider")
+    out = run_cli("runtime=ort_cuda", f"model.onnx={tiny_onnx(tmp_path / 'm.onnx')}", "dataset=imagefolder",
+                  f"dataset.root={imagefolder(tmp_path, n=3)}", f"results.dir={tmp_path / 'results'}", cwd=tmp_path)
+    assert out.returncode == 2 and "install onnxruntime-gpu" in out.stderr, out.stderr
