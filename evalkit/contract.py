@@ -47,7 +47,7 @@ from functools import lru_cache, partial
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Generator, Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -225,8 +225,10 @@ class Recipe:
     The family module defines ``Params`` (its ``family`` field names the family),
     ``pixels(data, params)``: encoded image bytes -> the resized, cropped uint8 HWC image (a pure
     function), ``normalize(pixels, params)``: that image -> the float32 CHW array the model takes,
-    ``output_shape(params)``: the (C, H, W) that ``normalize`` returns, and ``LIBRARIES``: the
-    distributions whose versions can change the pixels.
+    ``output_shape(params)``: the (C, H, W) that ``normalize`` returns, ``normalize_torch(pixels, params)``:
+    ``normalize`` of a uint8 NHWC torch batch on its own device, bit for bit (a GPU runtime normalises
+    there, so batches travel as uint8), and ``LIBRARIES``: the distributions whose versions can change
+    the pixels.
     """
 
     params: Any
@@ -246,6 +248,10 @@ class Recipe:
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         return self.module.normalize(pixels, self.params)
+
+    def normalize_torch(self, pixels: Any) -> Any:
+        """float32 NCHW on the batch's device, equal to ``normalize`` of each image."""
+        return self.module.normalize_torch(pixels, self.params)
 
     def __call__(self, data: bytes) -> np.ndarray:
         return transform(data, self.params)
@@ -401,6 +407,9 @@ class Runtime(abc.ABC):
     fixed_batch: int | None = None
     #: key/value metadata stored in the model file (the export writes the recipe there).
     metadata: dict[str, str] = {}
+    #: True: batches come as the recipe's uint8 NHWC pixels, and the runtime normalises them on its device
+    #: (``Context.recipe.normalize_torch``): a quarter of float32's bytes cross to a GPU.
+    takes_pixels: bool = False
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -422,6 +431,15 @@ class Runtime(abc.ABC):
             pad = np.zeros((self.fixed_batch - n, *batch.shape[1:]), dtype=batch.dtype)
             batch = np.concatenate([batch, pad])
         return np.asarray(self.infer(batch))[:n]
+
+    def stream(self, batches: Iterable[np.ndarray]) -> Generator[np.ndarray, None, None]:
+        """The logits of each batch, in order: how the core runs an evaluation.
+
+        The core hands batches ahead through this generator, so a runtime that can start the next batch
+        while this one computes (a GPU: the next copy overlapping this compute) overrides it.
+        """
+        for batch in batches:
+            yield self(batch)
 
 
 class BadOutput(Exception):

@@ -12,7 +12,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Generator, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -52,6 +52,16 @@ def content_fingerprint(samples: list[Sample], digests: np.ndarray) -> str:
     return content.hexdigest()[:16]
 
 
+def _batches(prepared: Prepared, bounds: list[tuple[int, int]], normalize: bool) -> Generator[np.ndarray, None, None]:
+    """The batches in order; a helper thread makes the next one (normalising it) while the runtime works."""
+    with ThreadPoolExecutor(1) as helper:
+        upcoming = helper.submit(prepared.batch, *bounds[0], normalize) if bounds else None
+        for k in range(len(bounds)):
+            batch = upcoming.result()
+            upcoming = helper.submit(prepared.batch, *bounds[k + 1], normalize) if k + 1 < len(bounds) else None
+            yield batch
+
+
 def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, scorer: Scorer,
              workers: int = 0, progress: bool = True, keep_logits: bool = False,
              cache_dir: Path | None = None, bad_images: str = "fail", checkpoint: BatchSink | None = None) -> Outcome:
@@ -67,23 +77,22 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
     bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
     bounds = [(lo, min(lo + batch_size, len(samples))) for lo in range(0, len(samples), batch_size)]
     prepared = Prepared(samples, recipe, cache_dir, workers, bad_images, chunk=max(1, min(8, batch_size // workers or 1)))
+    batches = _batches(prepared, bounds, normalize=not runtime.takes_pixels)
+    results = runtime.stream(batches)
     try:
-        with ThreadPoolExecutor(1) as helper:
-            upcoming = helper.submit(prepared.batch, *bounds[0]) if bounds else None
-            for k, (lo, hi) in enumerate(bounds):
-                batch = upcoming.result()
-                upcoming = helper.submit(prepared.batch, *bounds[k + 1]) if k + 1 < len(bounds) else None
-                logits = runtime(batch)
-                ids = [s.id for s in samples[lo:hi]]
-                invalid = np.array([i in prepared.bad for i in range(lo, hi)])
-                top = scorer.update(ids, np.array([s.label for s in samples[lo:hi]]), logits, invalid)
-                if keep_logits:
-                    kept.append(np.asarray(logits, dtype=np.float32))
-                if checkpoint is not None:
-                    checkpoint.add(ids, top, prepared.cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None,
-                                   [prepared.bad.get(i, "") for i in range(lo, hi)])
-                bar.update(hi - lo)
+        for (lo, hi), logits in zip(bounds, results):
+            ids = [s.id for s in samples[lo:hi]]
+            invalid = np.array([i in prepared.bad for i in range(lo, hi)])
+            top = scorer.update(ids, np.array([s.label for s in samples[lo:hi]]), logits, invalid)
+            if keep_logits:
+                kept.append(np.asarray(logits, dtype=np.float32))
+            if checkpoint is not None:
+                checkpoint.add(ids, top, prepared.cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None,
+                               [prepared.bad.get(i, "") for i in range(lo, hi)])
+            bar.update(hi - lo)
     finally:
+        results.close()
+        batches.close()  # its helper thread is done before the cache closes
         bar.close()
         if checkpoint is not None:
             checkpoint.flush()

@@ -116,8 +116,9 @@ class Prepared:
                 bad_images == "count_wrong")))
         self.reader = os.open(self.cache.data, os.O_RDONLY)
 
-    def batch(self, lo: int, hi: int) -> np.ndarray:
-        """The normalised arrays of samples lo..hi-1 (zeros for unusable images), once the workers made them."""
+    def batch(self, lo: int, hi: int, normalize: bool = True) -> np.ndarray:
+        """The normalised arrays of samples lo..hi-1 (zeros for unusable images), once the workers made them;
+        with ``normalize`` false, their uint8 pixels (for a runtime that normalises on its device)."""
         # chunks are in sample order: every chunk that starts before hi may hold a row of this batch
         while self.pending and self.pending[0][0] < hi:
             for index, stat, digest in self.pending.popleft()[1].result():
@@ -126,8 +127,8 @@ class Prepared:
                 else:
                     self.cache.mark(index, stat, digest)
         blank = np.zeros(self.cache.shape, np.uint8)
-        return np.stack([self.recipe.normalize(blank if i in self.bad else self.cache.read(self.reader, i))
-                         for i in range(lo, hi)])
+        rows = (blank if i in self.bad else self.cache.read(self.reader, i) for i in range(lo, hi))
+        return np.stack([self.recipe.normalize(row) for row in rows] if normalize else list(rows))
 
     def batches(self, size: int) -> Iterator[np.ndarray]:
         for lo in range(0, len(self.samples), size):

@@ -10,13 +10,14 @@ Resizing is PIL (``backend='pillow'``) on the BGR array; PIL filters each channe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from PIL import Image
 
 from evalkit.contract import decode_bgr, opencv
 from evalkit.errors import UserError
+from evalkit.preprocess import _torch
 from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow", "opencv-python-headless", "opencv-python")
@@ -85,6 +86,14 @@ def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     cv2.subtract(img, mean, img)
     cv2.multiply(img, stdinv, img)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def normalize_torch(pixels: Any, params: Params) -> Any:
+    """cv2 rounds the float64 mean and 1/std to the float32 image's type, then works in float32."""
+    x = _torch.chw(pixels, flip_channels=params.to_rgb)
+    x.sub_(x.new_tensor(params.mean).reshape(-1, 1, 1))
+    x.mul_(x.new_tensor((1 / np.float64(params.std)).tolist()).reshape(-1, 1, 1))
+    return x
 
 
 def pixels(data: bytes, params: Params) -> np.ndarray:

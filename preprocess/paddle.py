@@ -8,12 +8,13 @@ INTER_LINEAR (no antialias), CropImage with floor offsets, NormalizeImage
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from evalkit.contract import decode_bgr
 from evalkit.errors import UserError
-from evalkit.preprocess import _cv2
+from evalkit.preprocess import _cv2, _torch
 
 LIBRARIES = ("opencv-python-headless", "opencv-python")
 
@@ -57,3 +58,7 @@ def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     std = np.array(params.std).reshape((1, 1, 3)).astype("float32")
     img = (pixels.astype("float32") * np.float32(params.scale) - mean) / std
     return np.ascontiguousarray(img.transpose((2, 0, 1)))
+
+
+def normalize_torch(pixels: Any, params: Params) -> Any:
+    return _torch.scale_subtract_divide(pixels, params.scale, params.mean, params.std)

@@ -8,11 +8,12 @@ size; the repo's train.py validation uses bilinear (``interpolation`` picks).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from evalkit.errors import UserError
-from evalkit.preprocess import _pil
+from evalkit.preprocess import _pil, _torch
 from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow",)
@@ -53,3 +54,7 @@ def pixels(data: bytes, params: Params) -> np.ndarray:
 
 def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     return _pil.to_chw_01(pixels, params.mean, params.std)
+
+
+def normalize_torch(pixels: Any, params: Params) -> Any:
+    return _torch.divide_subtract_divide(pixels, 255.0, params.mean, params.std)

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from evalkit.contract import decode_bgr
 from evalkit.errors import UserError
-from evalkit.preprocess import _cv2, _pil
+from evalkit.preprocess import _cv2, _pil, _torch
 from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow", "opencv-python-headless", "opencv-python")
@@ -75,3 +75,7 @@ def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     std = np.asarray(params.std, dtype=np.float32)
     x = (pixels.astype(np.float32) * np.float32(params.scale) - mean) / std
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def normalize_torch(pixels: Any, params: Params) -> Any:
+    return _torch.scale_subtract_divide(pixels, params.scale, params.mean, params.std)

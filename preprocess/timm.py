@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from PIL import Image
 
 from evalkit.contract import OMIT_DEFAULT
 from evalkit.errors import UserError, at_least
-from evalkit.preprocess import _pil
+from evalkit.preprocess import _pil, _torch
 from evalkit.preprocess._pil import Interpolation
 
 LIBRARIES = ("pillow",)
@@ -121,3 +121,7 @@ def pixels(data: bytes, params: Params) -> np.ndarray:
 
 def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     return _pil.to_chw_01(pixels, params.mean, params.std)
+
+
+def normalize_torch(pixels: Any, params: Params) -> Any:
+    return _torch.divide_subtract_divide(pixels, 255.0, params.mean, params.std)

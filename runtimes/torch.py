@@ -8,12 +8,13 @@ group): the model runs under ``torch.autocast`` on the run's device (matmul/conv
 fp32), as timm's ``--amp`` does. ``precision=fp32`` on a GPU is IEEE fp32: PyTorch runs fp32 convolutions in TF32
 by default, so the runtime turns TF32 off for convolutions and matmuls while it is open.
 
-On a GPU (``runtime.device=cuda``) a batch goes through two pinned host chunks that alternate on a copy stream:
-the host copy of one chunk overlaps the DMA of the other. The core calls ``runtime(batch)`` and wants that batch's
-logits back, so the next batch does not exist yet while this one computes: overlapping its copy with this
-compute would need the core to hand batches ahead. A CUDA out-of-memory error halves the batch and retries it
-(down to one image), as timm's validate ``--retry`` does; later batches run in pieces of that size. The same
-images give the same logits, so the predictions do not change; ``info()`` reports the retries.
+On a GPU (``runtime.device=cuda``) batches arrive as the recipe's uint8 pixels (a quarter of float32's bytes),
+staged through two pinned host buffers and copied on a copy stream, then normalised on the GPU by the recipe's
+``normalize_torch`` (equal to its CPU normalisation bit for bit). ``stream`` works one batch ahead: batch k+1 is
+staged and copied while batch k computes, and batch k's logits come back once k+1 is queued. A CUDA
+out-of-memory error halves the batch and retries it (down to one image), as timm's validate ``--retry`` does;
+later batches run in pieces of that size. The same images give the same logits, so the predictions do not
+change; ``info()`` reports the retries.
 
 ``runtime.compile=true`` runs ``torch.compile`` (off by default: a slow first batch, and a recompile for the short
 last batch); its compiled artifacts go to torch's own cache (TORCHINDUCTOR_CACHE_DIR), not evalkit's.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Generator, Iterable
 
 import numpy as np
 
@@ -34,8 +35,6 @@ from evalkit.errors import UserError, at_least
 #: fp16 and bf16 by autocast; int8 needs a quantized graph (an ONNX runtime runs the int8 transform)
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
-#: images per pinned staging chunk: the host copy of one overlaps the DMA of the other
-CHUNK = 32
 
 
 @dataclass
@@ -75,26 +74,30 @@ class TorchRuntime(Runtime):
         if device.type == "cuda":
             self.fp32_precision = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
             torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+            self.takes_pixels = True
+            self.normalize = context.recipe.normalize_torch
             self.copy_stream = torch.cuda.Stream(device)
-            self.pinned = [torch.empty((CHUNK, *self.input_shape), pin_memory=True) for _ in range(2)]
-            self.copied = [torch.cuda.Event() for _ in range(2)]
+            #: two pinned host buffers: one is filled while the other's copy to the GPU may still be running
+            self.pinned: list[Any] = [None, None]
+            self.copied = [torch.cuda.Event(), torch.cuda.Event()]
 
-    def _upload(self, batch: np.ndarray) -> Any:
-        """The batch on the GPU, staged through the two pinned chunks on the copy stream; the compute stream waits."""
+    def _upload(self, batch: np.ndarray, slot: int) -> Any:
+        """The uint8 batch on the GPU: staged in pinned buffer ``slot``, copied on the copy stream, which the
+        compute stream waits for (the host does not)."""
+        if batch.dtype != np.uint8:
+            raise AssertionError(f"a CUDA torch runtime takes the recipe's uint8 pixels, got {batch.dtype}")
         torch = self.torch
-        source = torch.from_numpy(np.ascontiguousarray(batch))
-        x = torch.empty(source.shape, device=self.device)
+        self.copied[slot].synchronize()  # the copy that last read this buffer is done: it may be overwritten
+        if self.pinned[slot] is None or self.pinned[slot].shape[0] < len(batch):
+            self.pinned[slot] = torch.empty(batch.shape, dtype=torch.uint8, pin_memory=True)
+        staged = self.pinned[slot][: len(batch)]
+        staged.numpy()[...] = batch
         compute = torch.cuda.current_stream(self.device)
-        self.copy_stream.wait_stream(compute)  # x's memory may have been the compute stream's until now
-        for k, lo in enumerate(range(0, len(source), CHUNK)):
-            hi, slot = min(lo + CHUNK, len(source)), k % 2
-            self.copied[slot].synchronize()  # the DMA that last read this chunk is done: it may be overwritten
-            staged = self.pinned[slot][: hi - lo]
-            staged.copy_(source[lo:hi])
-            with torch.cuda.stream(self.copy_stream):
-                x[lo:hi].copy_(staged, non_blocking=True)
-                self.copied[slot].record(self.copy_stream)
+        with torch.cuda.stream(self.copy_stream):
+            x = staged.to(self.device, non_blocking=True)
+            self.copied[slot].record(self.copy_stream)
         compute.wait_stream(self.copy_stream)
+        x.record_stream(compute)  # allocated on the copy stream, used on the compute stream
         return x
 
     def forward(self, x: Any) -> Any:
@@ -123,8 +126,34 @@ class TorchRuntime(Runtime):
         return torch.cat(pieces)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        x = self._upload(batch) if self.device.type == "cuda" else self.torch.from_numpy(np.ascontiguousarray(batch))
-        return self.forward(x).cpu().numpy()
+        if self.device.type == "cuda":
+            [logits] = self.stream([batch])
+            return logits
+        return self.forward(self.torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+    def stream(self, batches: Iterable[np.ndarray]) -> Generator[np.ndarray, None, None]:
+        """On a GPU, one batch ahead: batch k's logits are fetched once batch k+1 is copied and queued."""
+        if self.device.type != "cuda":
+            yield from super().stream(batches)
+            return
+        torch = self.torch
+        queued = None
+        for k, batch in enumerate(batches):
+            logits = self.forward(self.normalize(self._upload(batch, k % 2)))
+            host = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(logits, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            if queued is not None:
+                yield self._fetched(*queued)
+            queued = host, done
+        if queued is not None:
+            yield self._fetched(*queued)
+
+    @staticmethod
+    def _fetched(host: Any, done: Any) -> np.ndarray:
+        done.synchronize()
+        return host.numpy().copy()  # the pinned buffer goes back to torch's cache
 
     def info(self) -> dict[str, Any]:
         torch = self.torch
@@ -135,7 +164,8 @@ class TorchRuntime(Runtime):
                 # halvings after CUDA out-of-memory errors, and the batch size they went down to (None: none)
                 "oom_retries": self.oom_retries, "oom_smallest_batch": self.limit}
         if self.device.type == "cuda":
-            info.update(gpu=torch.cuda.get_device_name(self.device), cuda=torch.version.cuda)
+            info.update(gpu=torch.cuda.get_device_name(self.device), cuda=torch.version.cuda,
+                        input="uint8 pixels, normalised on the GPU")
         return info
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ def test_params_dataclass_is_named_after_the_entry_point(name):
     module = load(GROUPS["recipe"], name)
     assert dataclasses.is_dataclass(module.Params) and module.Params().family == name
     assert isinstance(module.LIBRARIES, (list, tuple)) and all(isinstance(d, str) for d in module.LIBRARIES)
+    assert all(callable(getattr(module, f, None)) for f in ("pixels", "normalize", "normalize_torch", "output_shape"))
     params_dict(module.Params())  # plain, JSON-able
 
 
@@ -88,3 +89,34 @@ def test_missing_opencv_is_a_user_error_naming_the_extra(name):
     assert out.returncode == 0, out.stderr
     # a recipe that decodes with PIL works without OpenCV; one that needs it names the extra
     assert out.stdout.strip() == "ok" or "evalkit[opencv]" in out.stdout, out.stdout
+
+
+def _model_recipes() -> list[str]:
+    """Every model config: together they cover each family's parameter variants (scales, channel orders)."""
+    root = REPO / "conf" / "model"
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU and a CUDA build of torch")])])
+@pytest.mark.parametrize("model", _model_recipes())
+def test_normalize_torch_equals_normalize_bit_for_bit(model, device, sample_root):
+    """What a GPU runtime computes from the uint8 batch is the float array the CPU recipe makes."""
+    torch = pytest.importorskip("torch", reason="normalize_torch needs PyTorch (evalkit[torch])")
+    from evalkit.config import compose
+
+    recipe = preprocess.build(compose([f"model={model}"]).preprocess)
+    photos = sorted(sample_root.rglob("*.JPEG"))[::50]
+    pixels = np.stack([recipe.pixels_fn(p.read_bytes()) for p in photos])
+    got = recipe.normalize_torch(torch.from_numpy(pixels).to(device))
+    assert got.dtype == torch.float32 and tuple(got.shape) == (len(photos), *recipe.output_shape)
+    want = np.stack([recipe.normalize(p) for p in pixels])
+    assert np.array_equal(got.cpu().numpy(), want)

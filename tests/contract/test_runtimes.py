@@ -164,3 +164,24 @@ def test_a_small_real_run(name, tmp_path):
     assert out.returncode == 0, out.stderr
     run = json.loads(next((tmp_path / "results").glob("*/run.json")).read_text())
     assert run["runtime"]["name"] == name and run["metrics"]["n"] == 3
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_stream_gives_each_batchs_logits_in_order(name, tmp_path):
+    """The core runs an evaluation through ``stream``; a runtime that works ahead must not reorder or mix batches."""
+    _, runtime = _open(name, tmp_path)
+    if not isinstance(runtime, Runtime):
+        pytest.skip(f"runtime={name} scores a device's outputs: no batches")
+    rng = np.random.default_rng(0)
+    if runtime.takes_pixels:  # the recipe's uint8 NHWC pixels
+        batches = [rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8) for n in (4, 1, 3)]
+    else:
+        batches = [rng.random((n, 3, 224, 224), dtype=np.float32) for n in (4, 1, 3)]
+    try:
+        one_by_one = [runtime(b) for b in batches]
+        streamed = list(runtime.stream(iter(batches)))
+    finally:
+        runtime.close()
+    assert len(streamed) == len(batches)
+    for got, want in zip(streamed, one_by_one):
+        np.testing.assert_array_equal(got, want)
