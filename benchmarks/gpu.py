@@ -8,7 +8,7 @@ For tf_efficientnet_lite0 at batch 256 it measures
     tensors already on the GPU, fp16 AMP + channels_last and fp32, no data pipeline;
 (ii) evalkit cold (empty tensor cache) and warm (the cold run's cache), ``python -m evalkit runtime=torch
      runtime.device=cuda precision=fp16 runtime.channels_last=true``;
-(iii) the decode-bound ideal: decode + recipe alone, one process per core;
+(iii) the decode-bound ideal: decode + recipe alone, one process per core, and ``dataset.decode=gpu`` (nvJPEG);
 (iv) timm's own validate.py from a clone of huggingface/pytorch-image-models (``--timm-repo``), fp32 and
      ``--amp --channels-last``, ``-j`` cores, ``-b`` 256, on the same folder and weights.
 Targets: warm >= 80 % of the GPU's own fp16 rate; cold >= 90 % of the decode-bound ideal. Images/s are the
@@ -127,13 +127,13 @@ def measure_child(tmp: Path, name: str, *args: str) -> dict:
     return {**stats, **json.loads(next(ln[7:] for ln in text.splitlines() if ln.startswith("RESULT ")))}
 
 
-def measure_evalkit(root: Path, tmp: Path, name: str, batch: int) -> dict:
+def measure_evalkit(root: Path, tmp: Path, name: str, batch: int, *extra: str) -> dict:
     """``python -m evalkit`` as a user runs it; the tensor cache is shared, so a second run is warm."""
     results = tmp / "results" / name
     stats, _ = run([sys.executable, "-m", "evalkit", "runtime=torch", "runtime.device=cuda", "precision=fp16",
                     "runtime.channels_last=true", f"runtime.batch_size={batch}", "dataset=imagefolder",
                     f"dataset.root={root}", f"results.dir={results}", "results.history=",
-                    f"cache.dir={tmp / 'tensors'}", "progress=false"], tmp / f"evalkit-{name}.log", tmp)
+                    f"cache.dir={tmp / 'tensors'}", "progress=false", *extra], tmp / f"evalkit-{name}.log", tmp)
     record = json.loads(next(results.glob("*/run.json")).read_text())
     return {**stats, "images": record["metrics"]["n"], "images_per_s": record["timing"]["images_per_s"],
             "top1": record["metrics"]["top1"], "oom_retries": record["runtime"]["info"]["oom_retries"]}
@@ -242,6 +242,7 @@ def main() -> None:
         decode = measure_child(tmp, "decode", "--child", "decode", "--root", str(root), "--workers", str(cores))
         cold = measure_evalkit(root, tmp, "cold", batch)
         warm = measure_evalkit(root, tmp, "warm", batch)
+        nvjpeg = measure_evalkit(root, tmp, "nvjpeg", batch, "dataset.decode=gpu")
         if args.timm_repo:
             timm_inputs(tmp)
         timm = {amp: measure_timm(args.timm_repo, root, tmp, amp, batch, cores) if args.timm_repo else None
@@ -258,11 +259,13 @@ def main() -> None:
              row(f"decode + recipe alone, {cores} processes (decode-bound ideal)", decode),
              row("evalkit cold (empty tensor cache), fp16 + channels_last", cold),
              row("evalkit warm (the cold run's cache), fp16 + channels_last", warm),
+             row("evalkit dataset.decode=gpu (nvJPEG, no cache), fp16 + channels_last", nvjpeg),
              row("timm validate.py, fp32", timm[False]),
              row("timm validate.py, --amp --channels-last", timm[True]), "",
              f"- warm / GPU's own fp16 rate: {verdict(warm['images_per_s'] / own_fp16['images_per_s'], TARGET_WARM)}",
              f"- cold / decode-bound ideal: {verdict(cold['images_per_s'] / decode['images_per_s'], TARGET_COLD)}",
-             f"- CUDA out-of-memory retries: cold {cold['oom_retries']}, warm {warm['oom_retries']}"]
+             f"- CUDA out-of-memory retries: cold {cold['oom_retries']}, warm {warm['oom_retries']}",
+             f"- dataset.decode=gpu top-1 {nvjpeg['top1']:.2f} vs the CPU recipe's {cold['top1']:.2f} (not bit-exact)"]
     if timm[True] and timm[True]["images_per_s"]:
         ratio = cold["images_per_s"] / timm[True]["images_per_s"]
         lines.append(f"- evalkit cold / timm --amp --channels-last: {ratio:.2f}x "
@@ -274,6 +277,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     record = {"own_fp16": own_fp16, "own_fp32": own_fp32, "decode": decode, "cold": cold, "warm": warm,
+              "nvjpeg": nvjpeg,
               "timm_fp32": timm[False], "timm_amp": timm[True]}
     out = REPO / "benchmarks" / "results" / f"{datetime.now(timezone.utc):%Y%m%d}-{platform.node() or 'host'}-gpu.md"
     out.write_text(text + "\n\n```json\n" + json.dumps(record, indent=1) + "\n```\n")

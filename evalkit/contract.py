@@ -228,7 +228,8 @@ class Recipe:
     ``output_shape(params)``: the (C, H, W) that ``normalize`` returns, ``normalize_torch(pixels, params)``:
     ``normalize`` of a uint8 NHWC torch batch on its own device, bit for bit (a GPU runtime normalises
     there, so batches travel as uint8), and ``LIBRARIES``: the distributions whose versions can change
-    the pixels.
+    the pixels. Optionally ``pixels_torch(data, params, device)``: a batch of encoded images decoded and
+    prepared on a GPU (``dataset.decode=gpu``; close to ``pixels``, not equal).
     """
 
     params: Any
@@ -248,6 +249,11 @@ class Recipe:
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         return self.module.normalize(pixels, self.params)
+
+    def pixels_torch(self, data: list[bytes], device: str) -> tuple[Any, dict[int, str]]:
+        """``dataset.decode=gpu``: the images decoded and prepared on ``device``, as a uint8 NHWC torch tensor,
+        and the images that could not be decoded (position -> reason; their rows are zeros)."""
+        return self.module.pixels_torch(data, self.params, device)
 
     def normalize_torch(self, pixels: Any) -> Any:
         """float32 NCHW on the batch's device, equal to ``normalize`` of each image."""
@@ -410,6 +416,9 @@ class Runtime(abc.ABC):
     #: True: batches come as the recipe's uint8 NHWC pixels, and the runtime normalises them on its device
     #: (``Context.recipe.normalize_torch``): a quarter of float32's bytes cross to a GPU.
     takes_pixels: bool = False
+    #: the torch device a ``dataset.decode=gpu`` batch is decoded on, for a runtime that then takes the pixels as a
+    #: torch tensor already there; None: host arrays only
+    decode_device: Optional[str] = None
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -509,11 +518,16 @@ class DatasetOptions:
     real_labels: Optional[str] = None
     #: which test set the images are (published numbers are compared only with runs on their own set)
     test_set: str = VAL_SET
+    #: cpu: the recipe's own decode and resize (bit-exact, tensor cache); gpu: JPEG decode (nvJPEG) and resize on
+    #: the runtime's GPU, for a runtime that takes pixels there: faster, not bit-exact, no tensor cache
+    decode: str = "cpu"
 
     def __post_init__(self) -> None:
         self.name = self.name or self.layout
         if self.bad_images not in ("fail", "count_wrong"):
             raise UserError(f"dataset.bad_images={self.bad_images!r} is not 'fail' or 'count_wrong'")
+        if self.decode not in ("cpu", "gpu"):
+            raise UserError(f"dataset.decode={self.decode!r} is not 'cpu' or 'gpu'")
         for key in ("limit", "per_class", "num_shards"):
             at_least(f"dataset.{key}", getattr(self, key), 1)
         if not 0 <= self.shard < self.num_shards:

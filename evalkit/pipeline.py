@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from evalkit.contract import K, BadOutput, OfflineRuntime, Recipe, Runtime, Sample
 from evalkit.errors import UserError
-from evalkit.prepare import Prepared
+from evalkit.prepare import DeviceDecoded, Prepared
 from evalkit.scoring import Scorer
 from evalkit.workers import default_workers
 
@@ -52,7 +52,8 @@ def content_fingerprint(samples: list[Sample], digests: np.ndarray) -> str:
     return content.hexdigest()[:16]
 
 
-def _batches(prepared: Prepared, bounds: list[tuple[int, int]], normalize: bool) -> Generator[np.ndarray, None, None]:
+def _batches(prepared: Prepared | DeviceDecoded, bounds: list[tuple[int, int]], normalize: bool
+             ) -> Generator[np.ndarray, None, None]:
     """The batches in order; a helper thread makes the next one (normalising it) while the runtime works."""
     with ThreadPoolExecutor(1) as helper:
         upcoming = helper.submit(prepared.batch, *bounds[0], normalize) if bounds else None
@@ -64,11 +65,13 @@ def _batches(prepared: Prepared, bounds: list[tuple[int, int]], normalize: bool)
 
 def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size: int, scorer: Scorer,
              workers: int = 0, progress: bool = True, keep_logits: bool = False,
-             cache_dir: Path | None = None, bad_images: str = "fail", checkpoint: BatchSink | None = None) -> Outcome:
+             cache_dir: Path | None = None, bad_images: str = "fail", checkpoint: BatchSink | None = None,
+             decode_device: str | None = None) -> Outcome:
     """Decode in worker processes into the tensor cache, while the runtime scores finished batches in order.
 
     A helper thread normalises the next batch during inference. ``bad_images`` "count_wrong" scores an
     undecodable image as wrong instead of failing the run. ``checkpoint`` receives every finished batch.
+    ``decode_device`` (``dataset.decode=gpu``): the images are decoded there by the recipe instead, no cache.
     Worker processes start from a fork server: a script that calls this needs the usual
     ``if __name__ == "__main__":`` guard (notebooks and ``python -m evalkit`` do not).
     """
@@ -76,7 +79,9 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
     kept = []
     bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
     bounds = [(lo, min(lo + batch_size, len(samples))) for lo in range(0, len(samples), batch_size)]
-    prepared = Prepared(samples, recipe, cache_dir, workers, bad_images, chunk=max(1, min(8, batch_size // workers or 1)))
+    prepared: Prepared | DeviceDecoded = (
+        DeviceDecoded(samples, recipe, decode_device, workers, bad_images) if decode_device is not None else
+        Prepared(samples, recipe, cache_dir, workers, bad_images, chunk=max(1, min(8, batch_size // workers or 1))))
     batches = _batches(prepared, bounds, normalize=not runtime.takes_pixels)
     results = runtime.stream(batches)
     try:
@@ -87,7 +92,7 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
             if keep_logits:
                 kept.append(np.asarray(logits, dtype=np.float32))
             if checkpoint is not None:
-                checkpoint.add(ids, top, prepared.cache.digest[lo:hi].copy(), kept[-1] if keep_logits else None,
+                checkpoint.add(ids, top, prepared.digest[lo:hi].copy(), kept[-1] if keep_logits else None,
                                [prepared.bad.get(i, "") for i in range(lo, hi)])
             bar.update(hi - lo)
     finally:
@@ -97,7 +102,7 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
         if checkpoint is not None:
             checkpoint.flush()
         prepared.close()
-    return Outcome(scorer, prepared.cache.digest.copy(), np.concatenate(kept) if keep_logits and kept else None,
+    return Outcome(scorer, prepared.digest.copy(), np.concatenate(kept) if keep_logits and kept else None,
                    {samples[i].id: reason for i, reason in sorted(prepared.bad.items())})
 
 

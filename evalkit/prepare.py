@@ -130,6 +130,11 @@ class Prepared:
         rows = (blank if i in self.bad else self.cache.read(self.reader, i) for i in range(lo, hi))
         return np.stack([self.recipe.normalize(row) for row in rows] if normalize else list(rows))
 
+    @property
+    def digest(self) -> np.ndarray:
+        """sha256 of each sample's file, in sample order (zeros until made)."""
+        return self.cache.digest
+
     def batches(self, size: int) -> Iterator[np.ndarray]:
         for lo in range(0, len(self.samples), size):
             yield self.batch(lo, min(lo + size, len(self.samples)))
@@ -148,3 +153,49 @@ class Prepared:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read(sample: Sample) -> bytes | str:
+    """The file's bytes, or why it cannot be read."""
+    try:
+        return sample.read()
+    except OSError as e:
+        return f"cannot read: {_reason(e)}"
+
+
+class DeviceDecoded:
+    """``dataset.decode=gpu``: each batch's files read in threads, then decoded and prepared on ``device`` by the
+    recipe (``Recipe.pixels_torch``). No tensor cache: these pixels are close to the recipe's own, not equal."""
+
+    def __init__(self, samples: list[Sample], recipe: Recipe, device: str, workers: int = 0,
+                 bad_images: str = "fail") -> None:
+        self.samples, self.recipe, self.device = samples, recipe, device
+        self.tolerate = bad_images == "count_wrong"
+        #: images that could not be used (bad_images=count_wrong): index -> reason
+        self.bad: dict[int, str] = {}
+        self.digest = np.zeros((len(samples), 32), np.uint8)
+        self.pool = ThreadPoolExecutor(max_workers=workers or default_workers())
+
+    def batch(self, lo: int, hi: int, normalize: bool = False) -> Any:
+        """The uint8 NHWC torch batch of samples lo..hi-1 on the device (zeros for unusable images)."""
+        assert not normalize, "a GPU-decoded batch is normalised by the runtime"
+        read = list(self.pool.map(_read, self.samples[lo:hi]))
+        usable = [i for i, data in enumerate(read) if isinstance(data, bytes)]
+        made, failed = self.recipe.pixels_torch([read[i] for i in usable], self.device)
+        problems = {i: data for i, data in enumerate(read) if isinstance(data, str)}
+        problems.update({usable[k]: reason for k, reason in failed.items()})
+        for i, reason in sorted(problems.items()):
+            if not self.tolerate:
+                raise UserError(f"{_where(self.samples[lo + i])}: {reason}; remove or replace the image, "
+                                "or set dataset.bad_images=count_wrong")
+            self.bad[lo + i] = reason
+        for i in usable:
+            self.digest[lo + i] = np.frombuffer(hashlib.sha256(read[i]).digest(), np.uint8)
+        if len(usable) == hi - lo:
+            return made
+        batch = made.new_zeros((hi - lo, *made.shape[1:]))
+        batch[usable] = made
+        return batch
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

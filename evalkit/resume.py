@@ -96,7 +96,8 @@ def evaluate(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, 
     scorer = Scorer(cfg.metrics, num_classes, cfg.dataset, label_space)
     outcome = pipeline.evaluate(todo, recipe, runtime, batch_size, scorer, workers=cfg.workers,
                                 progress=cfg.progress, keep_logits=cfg.results.save_logits,
-                                cache_dir=tensor_cache, bad_images=cfg.dataset.bad_images, checkpoint=ckpt)
+                                cache_dir=tensor_cache, bad_images=cfg.dataset.bad_images, checkpoint=ckpt,
+                                decode_device=runtime.decode_device if cfg.dataset.decode == "gpu" else None)
     if prior is not None:
         outcome = combine(samples, todo, outcome, prior, done, Scorer(cfg.metrics, num_classes, cfg.dataset, label_space))
     ckpt.clear()

@@ -9,6 +9,7 @@ The function behind ``python -m evalkit``, also for notebooks:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -25,7 +26,7 @@ from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir, tensor_cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
-from evalkit.contract import OfflineRuntime, Runtime, samples_fingerprint
+from evalkit.contract import OfflineRuntime, Runtime, dist_versions, samples_fingerprint
 from evalkit.plugins import check_precision, make_context, open_runtime
 from evalkit.precision import Transformed
 from evalkit.scoring import Scorer
@@ -60,6 +61,30 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
     return warnings
 
 
+def check_gpu_decode(runtime: Runtime | OfflineRuntime, recipe: Recipe) -> None:
+    """``dataset.decode=gpu`` needs a runtime that takes pixels on a GPU and a recipe that decodes there."""
+    if getattr(runtime, "decode_device", None) is None:
+        raise UserError("dataset.decode=gpu decodes the images on the GPU the runtime computes on: use "
+                        "runtime=torch runtime.device=cuda, or dataset.decode=cpu")
+    if not hasattr(recipe.module, "pixels_torch"):
+        raise UserError(f"dataset.decode=gpu: recipe family {recipe.family} decodes on the CPU only; "
+                        "use dataset.decode=cpu")
+
+
+def recipe_record(recipe: Recipe, decode: str) -> dict:
+    """What the run records of its recipe. A GPU-decoded one is not the recipe's own pixels: it says so, and its
+    fingerprint differs (no comparison or cache takes it for the CPU recipe)."""
+    made = {"family": recipe.family, "params": params_dict(recipe.params), "fingerprint": recipe.fingerprint,
+            "libraries": recipe.libraries}
+    if decode == "gpu":
+        libraries = dist_versions(("torch", "torchvision", "torchcodec"))
+        made.update(decode="gpu: nvJPEG (TorchCodec where installed, else torchvision), antialiased tensor resize",
+                    bit_exact=False,
+                    libraries={**made["libraries"], **libraries}, fingerprint=hashlib.sha256(
+                        json.dumps([made["fingerprint"], "decode=gpu", libraries]).encode()).hexdigest()[:16])
+    return made
+
+
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
@@ -82,6 +107,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     dump: dict | None = None
     try:
         started = time.perf_counter()
+        if cfg.dataset.decode == "gpu":
+            check_gpu_decode(runtime, recipe)
         if isinstance(runtime, OfflineRuntime):
             warnings: list[str] = []
             scorer = Scorer(cfg.metrics, len(classes), cfg.dataset, space)
@@ -120,8 +147,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         metrics=result.metrics,
         model=resolved["model"],
         runtime={**resolved["runtime"], "info": runtime_info, **extra},
-        recipe={"family": recipe.family, "params": params_dict(recipe.params),
-                "fingerprint": recipe.fingerprint, "libraries": recipe.libraries},
+        recipe=recipe_record(recipe, cfg.dataset.decode),
         dataset={"name": cfg.dataset.name, "layout": cfg.dataset.layout, **datasets.reader_keys(cfg.dataset),
                  "n": len(samples), "list_fingerprint": list_fingerprint,
                  **({"label_space": space} if space is not None else {}),

@@ -119,6 +119,36 @@ def pixels(data: bytes, params: Params) -> np.ndarray:
     return np.asarray(_pil.center_crop(img, height, width))
 
 
+def pixels_torch(data: list[bytes], params: Params, device: str) -> tuple[Any, dict[int, str]]:
+    """``pixels`` on ``device`` (``dataset.decode=gpu``): the same sizes and crop, with torchvision's decode and
+    antialiased tensor resize in place of PIL's (close, not equal)."""
+    if params.crop_mode == "border" or params.interpolation == Interpolation.lanczos:
+        raise UserError(f"dataset.decode=gpu does not do timm's crop_mode={params.crop_mode} with "
+                        f"interpolation={params.interpolation.name}; use dataset.decode=cpu")
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2.functional import resize
+
+    mode = InterpolationMode[params.interpolation.name.upper()]
+    height, width = input_hw(params)
+    scale_h, scale_w = scale_size(params)
+    images = _torch.decode_rgb(data, device)
+    for i, img in enumerate(images):
+        if isinstance(img, str):
+            continue
+        h, w = img.shape[-2:]
+        if params.crop_mode == "squash":
+            size = [scale_h, scale_w]
+        elif scale_h == scale_w:  # torchvision Resize(int): shorter side to the size, the long side truncated
+            size = [int(scale_h * h / w), scale_h] if w <= h else [scale_h, int(scale_h * w / h)]
+        else:
+            ratio = min(h / scale_h, w / scale_w)
+            size = [round(h / ratio), round(w / ratio)]
+        img = resize(img, size, interpolation=mode, antialias=True)
+        top, left = int(round((img.shape[-2] - height) / 2.0)), int(round((img.shape[-1] - width) / 2.0))
+        images[i] = img[:, top:top + height, left:left + width]
+    return _torch.stack_nhwc(images, (height, width, 3), device)
+
+
 def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
     return _pil.to_chw_01(pixels, params.mean, params.std)
 

@@ -14,7 +14,8 @@ staged through two pinned host buffers and copied on a copy stream, then normali
 staged and copied while batch k computes, and batch k's logits come back once k+1 is queued. A CUDA
 out-of-memory error halves the batch and retries it (down to one image), as timm's validate ``--retry`` does;
 later batches run in pieces of that size. The same images give the same logits, so the predictions do not
-change; ``info()`` reports the retries.
+change; ``info()`` reports the retries. With ``dataset.decode=gpu`` the batches are decoded on the GPU
+(``decode_device``) and arrive there.
 
 ``runtime.compile=true`` runs ``torch.compile`` (off by default: a slow first batch, and a recompile for the short
 last batch); its compiled artifacts go to torch's own cache (TORCHINDUCTOR_CACHE_DIR), not evalkit's.
@@ -75,15 +76,18 @@ class TorchRuntime(Runtime):
             self.fp32_precision = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
             torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
             self.takes_pixels = True
+            self.decode_device = str(device)
             self.normalize = context.recipe.normalize_torch
             self.copy_stream = torch.cuda.Stream(device)
             #: two pinned host buffers: one is filled while the other's copy to the GPU may still be running
             self.pinned: list[Any] = [None, None]
             self.copied = [torch.cuda.Event(), torch.cuda.Event()]
 
-    def _upload(self, batch: np.ndarray, slot: int) -> Any:
+    def _upload(self, batch: Any, slot: int) -> Any:
         """The uint8 batch on the GPU: staged in pinned buffer ``slot``, copied on the copy stream, which the
-        compute stream waits for (the host does not)."""
+        compute stream waits for (the host does not). A batch decoded on the GPU (``dataset.decode=gpu``) is there."""
+        if isinstance(batch, self.torch.Tensor):
+            return batch
         if batch.dtype != np.uint8:
             raise AssertionError(f"a CUDA torch runtime takes the recipe's uint8 pixels, got {batch.dtype}")
         torch = self.torch

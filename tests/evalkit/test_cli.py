@@ -108,6 +108,8 @@ def imagefolder(tmp_path: Path, n: int = 3) -> Path:
     ("corrupt image", "cannot decode image"),
     ("misspelt key", "crop_pt"),
     ("unknown model", "no_such_model"),
+    ("gpu decode on the cpu", "dataset.decode=gpu decodes the images on the GPU the runtime computes on: use "
+                              "runtime=torch runtime.device=cuda"),
 ])
 def test_bad_input_is_one_message_exit_2_and_no_run_left(tmp_path, case, message):
     root = imagefolder(tmp_path)
@@ -136,6 +138,8 @@ def test_bad_input_is_one_message_exit_2_and_no_run_left(tmp_path, case, message
         args.append("preprocess.crop_pt=0.9")
     elif case == "unknown model":
         args.append("model=no_such_model")
+    elif case == "gpu decode on the cpu":
+        args.append("dataset.decode=gpu")
     out = run_cli(*args, f"results.dir={results}", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
@@ -148,6 +152,7 @@ def test_bad_input_is_one_message_exit_2_and_no_run_left(tmp_path, case, message
     ("runtime.batch_size=-3", "runtime.batch_size=-3 is out of range: must be >= 1"),
     ("workers=-2", "workers=-2 is out of range: must be >= 0"),
     ("dataset.shard=1", "dataset.shard=1 is out of range: must be in 0..0 (dataset.num_shards=1)"),
+    ("dataset.decode=nvjpeg", "dataset.decode='nvjpeg' is not 'cpu' or 'gpu'"),
 ])
 def test_value_out_of_range_stops_before_any_image_is_read(tmp_path, override, message):
     """Every image is corrupt: reading one would fail the run with another message."""

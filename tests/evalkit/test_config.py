@@ -47,7 +47,7 @@ def test_bad_overrides_fail_at_composition(override):
     ("worker=2", "unknown key worker; did you mean workers?"),
     ("dataset.per_clas=2", "unknown key dataset.per_clas; did you mean dataset.per_class?"),
     ("runtime=torch runtime.thread=2", "did you mean runtime.threads?"),  # the selected runtime's schema
-    ("dataset.zzz=1", "unknown key dataset.zzz; valid keys of dataset: bad_images, files, layout, limit,"),
+    ("dataset.zzz=1", "unknown key dataset.zzz; valid keys of dataset: bad_images, decode, files, layout,"),
     ("+runtime.batchsiz=8", "unknown key runtime.batchsiz; did you mean runtime.batch_size?"),
     ("+worker=2", "unknown key worker; did you mean workers?"),
 ])

@@ -190,3 +190,15 @@ def test_a_resumed_run_keeps_the_bad_images_found_before_the_kill(lite0_onnx, sa
     assert set(straight_run["bad_images"]["examples"]) == {early.stem, late.stem}
     assert resumed_run["metrics"] == straight_run["metrics"]
     assert pd.read_csv(a.parent / "predictions.csv").equals(pd.read_csv(b.parent / "predictions.csv"))
+
+
+def test_a_gpu_decoded_recipe_records_that_it_is_not_the_recipes_own_pixels():
+    from evalkit import preprocess
+    from evalkit.config import compose
+    from evalkit.run import recipe_record
+
+    recipe = preprocess.build(compose().preprocess)
+    cpu, gpu = recipe_record(recipe, "cpu"), recipe_record(recipe, "gpu")
+    assert cpu["fingerprint"] == recipe.fingerprint and "bit_exact" not in cpu
+    assert gpu["bit_exact"] is False and "nvJPEG" in gpu["decode"]
+    assert gpu["fingerprint"] != cpu["fingerprint"] and {"torch", "torchvision"} <= set(gpu["libraries"])

@@ -196,3 +196,11 @@ def test_new_keys_at_their_defaults_leave_existing_fingerprints_unchanged(name):
     r = preprocess.build(params)
     if r.libraries == {"pillow": "13.0.0"}:
         assert r.fingerprint == BEFORE_FINGERPRINTS[name]
+
+
+def test_gpu_decode_refuses_the_border_crop_it_does_not_do():
+    pytest.importorskip("torch", reason="dataset.decode=gpu needs PyTorch (evalkit[torch])")
+    from evalkit.preprocess.timm import pixels_torch
+
+    with pytest.raises(UserError, match="crop_mode=border.*dataset.decode=cpu"):
+        pixels_torch([b""], Params(crop_mode="border"), "cpu")

@@ -171,3 +171,13 @@ def test_batch_size_does_not_change_cuda_results(sample_root, tmp_path):
     for size in (7, 256):
         assert (runs[size][0] == runs[1][0]).all(), size
         np.testing.assert_allclose(runs[size][1], runs[1][1], rtol=0, atol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_decode_moves_top1_by_at_most_a_point_and_says_it_is_not_bit_exact(cpu_run, sample_root, tmp_path):
+    run, _ = run_in_process(tmp_path, sample_root, ["runtime=torch", "runtime.device=cuda", "dataset.decode=gpu"])
+    cpu, _ = cpu_run
+    assert abs(run["metrics"]["top1"] - cpu["metrics"]["top1"]) <= 1.0
+    assert run["recipe"]["bit_exact"] is False and run["recipe"]["fingerprint"] != cpu["recipe"]["fingerprint"]
+    assert run["dataset"]["content_fingerprint"] == cpu["dataset"]["content_fingerprint"]  # the same files
