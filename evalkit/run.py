@@ -53,11 +53,14 @@ def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list
     stored = runtime.metadata.get(RECIPE_KEY)
     if stored is not None:
         exported, configured = json.loads(stored), params_dict(recipe.params)
-        diff = {k: (exported.get(k), configured.get(k)) for k in exported.keys() | configured.keys()
-                if exported.get(k) != configured.get(k)}
+
+        def shown(params: dict, key: str) -> str:  # params_dict leaves some fields out at their default
+            return repr(params[key]) if key in params else "its default"
+
+        diff = sorted(k for k in exported.keys() | configured.keys() if exported.get(k) != configured.get(k))
         if diff:
             warnings.append("recipe differs from the one the model was exported with: " + "; ".join(
-                f"{k}: exported {a!r}, configured {b!r}" for k, (a, b) in sorted(diff.items())))
+                f"{k}: exported {shown(exported, k)}, configured {shown(configured, k)}" for k in diff))
     return warnings
 
 

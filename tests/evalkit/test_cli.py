@@ -75,9 +75,11 @@ def test_demo_runs_with_no_arguments(lite0_onnx, cache_dir, tmp_path):
 
 
 def test_recipe_in_the_model_metadata_that_disagrees_is_reported(lite0_onnx, tmp_path):
-    out = run_cli(f"model.onnx={lite0_onnx}", "preprocess.crop_pct=0.9", "dataset=imagefolder",
-                  f"dataset.root={imagefolder(tmp_path)}", f"results.dir={tmp_path / 'r'}", cwd=tmp_path)
+    out = run_cli(f"model.onnx={lite0_onnx}", "preprocess.crop_pct=0.9", "preprocess.crop_mode=squash",
+                  "dataset=imagefolder", f"dataset.root={imagefolder(tmp_path)}", f"results.dir={tmp_path / 'r'}",
+                  cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+    assert "crop_mode: exported its default, configured 'squash'" in out.stderr  # a field left out at its default
     assert "crop_pct: exported 0.875, configured 0.9" in out.stderr
     run, _ = load_run(tmp_path / "r")
     assert run["warnings"] and "crop_pct" in run["warnings"][0]
