@@ -23,10 +23,14 @@ library the loader could not find.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib.util
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -347,7 +351,7 @@ def open(options: Options, context: Context) -> OrtRuntime:
     if simulated:
         so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
-        original = _onnx().load(path, load_external_data=False)
+        original = _load_graph(path)
     except Exception as e:  # onnx raises DecodeError and others for unreadable files
         raise UserError(f"onnxruntime cannot load {path}: {e}") from e
     qdq = any(n.op_type == "DequantizeLinear" for n in original.graph.node)
@@ -379,7 +383,7 @@ def open(options: Options, context: Context) -> OrtRuntime:
             so.optimized_model_filepath = ""
         optimized = original
         if read_optimized:
-            optimized = _onnx().load(str(Path(tmp) / "optimized.onnx"), load_external_data=False)
+            optimized = _load_graph(str(Path(tmp) / "optimized.onnx"))
     lost = [p for p in gpu if p not in sessions[0].get_providers()]
     if lost:  # the provider did not start: onnxruntime logged it and went on with the others
         why = load_error(Path(ort.__file__).parent / "capi", lost[0], getattr(ort, "cuda_version", ""))
@@ -387,6 +391,38 @@ def open(options: Options, context: Context) -> OrtRuntime:
                         f"{sessions[0].get_providers()}: {why}")
     executed = gpu_precision(original, gpu[0]) if gpu else executed_precision(original, optimized, simulated)
     return OrtRuntime(sessions, options, path, executed, chosen, providers, "cuda" if gpu else None)
+
+
+def _load_graph(path: str) -> Any:
+    """An ONNX file's ModelProto (external data not loaded), as ``onnx.load`` reads it, without importing onnx.
+
+    Importing onnx imports ml_dtypes, whose numpy registrations hold the GIL for ~0.6 s (numpy 2.4) at the start of
+    a run, before the sessions exist and while the decode pool's feeder thread waits. onnx's generated protobuf
+    module is loaded on its own instead; where onnx is imported already, laid out otherwise, or the bytes do not
+    parse (``onnx.load`` then says why, in its words), the ordinary ``onnx.load``.
+    """
+    proto = None if "onnx" in sys.modules else _model_proto()
+    if proto is not None:
+        model, data = proto(), Path(path).read_bytes()
+        with contextlib.suppress(Exception):  # protobuf's DecodeError, or another type for a damaged file
+            model.ParseFromString(data)
+            return model
+    return _onnx().load(path, load_external_data=False)
+
+
+@lru_cache(maxsize=1)
+def _model_proto() -> type | None:
+    """``onnx.ModelProto`` from onnx's generated ``onnx_ml_pb2.py`` run without the package; None without it."""
+    spec = importlib.util.find_spec("onnx")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    location = Path(list(spec.submodule_search_locations)[0]) / "onnx_ml_pb2.py"
+    if not location.is_file():
+        return None
+    module_spec = importlib.util.spec_from_file_location("onnx.onnx_ml_pb2", location)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.ModelProto
 
 
 def _onnx() -> Any:

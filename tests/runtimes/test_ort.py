@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from evalkit.plugins import make_context, open_runtime
 from evalkit.preprocess.timm import Params
 from evalkit.runtimes.ort import Options
 
-from ..conftest import tiny_onnx  # noqa: TID252
+from ..conftest import REPO, tiny_onnx  # noqa: TID252
 
 
 def open_ort(onnx: Path, tmp_path: Path, **options):
@@ -248,3 +251,14 @@ def test_ort_cuda_selects_the_cuda_provider_and_stops_cleanly_without_it(tmp_pat
     out = run_cli("runtime=ort_cuda", f"model.onnx={tiny_onnx(tmp_path / 'm.onnx')}", "dataset=imagefolder",
                   f"dataset.root={imagefolder(tmp_path, n=3)}", f"results.dir={tmp_path / 'results'}", cwd=tmp_path)
     assert out.returncode == 2 and "install onnxruntime-gpu" in out.stderr, out.stderr
+
+
+def test_reading_the_graph_does_not_import_onnx_and_equals_onnx_load(lite0_onnx):
+    """Importing onnx (ml_dtypes) holds the GIL for most of a second at the start of every run."""
+    code = (f"import sys\nfrom evalkit.runtimes.ort import _load_graph\nm = _load_graph({str(lite0_onnx)!r})\n"
+            "print('onnx' in sys.modules)\nimport onnx\n"
+            f"print(onnx.load({str(lite0_onnx)!r}, load_external_data=False) == m)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
