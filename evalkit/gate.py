@@ -6,7 +6,8 @@ fails only when its 95 % CI of top-1 lies below it, otherwise it is "not compara
 which is no failure), and (b) the last run of the same model, runtime, precision, recipe
 and sample list that passed the gate: a top-1 drop beyond tolerance, or more per-image
 top-1 changes than allowed, fails. Tolerances come per model/runtime/precision from the
-gate config. Writes a JUnit XML and a Markdown summary, and records each verdict.
+gate config. Writes a JUnit XML and a Markdown summary, and records each verdict. A sweep
+that recorded its points (launched on SLURM) also fails for each point without a run.
 
     python -m evalkit.gate --last-sweep --junit gate.xml --markdown gate.md
     python -m evalkit.gate results/<run> results/<run> --config my-gate.yaml
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pandas as pd
 from omegaconf import OmegaConf
@@ -125,10 +126,10 @@ def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[RunRecord
     return run, checks
 
 
-def junit(results: list[tuple[RunRecord, list[Check]]], path: Path) -> None:
+def junit(results: list[tuple[RunRecord, list[Check]]], path: Path, missing: Sequence[str] = ()) -> None:
     cases = [(run, c) for run, checks in results for c in checks]
-    suite = ET.Element("testsuite", name="evalkit.gate", tests=str(len(cases)),
-                       failures=str(sum(c.passed is False for _, c in cases)),
+    suite = ET.Element("testsuite", name="evalkit.gate", tests=str(len(cases) + len(missing)),
+                       failures=str(sum(c.passed is False for _, c in cases) + len(missing)),
                        skipped=str(sum(c.passed is None for _, c in cases)))
     for run, c in cases:
         case = ET.SubElement(suite, "testcase", name=c.name, classname=(
@@ -137,18 +138,22 @@ def junit(results: list[tuple[RunRecord, list[Check]]], path: Path) -> None:
             ET.SubElement(case, "failure", message=c.detail).text = f"run {run.id}: {c.detail}"
         elif c.passed is None:
             ET.SubElement(case, "skipped", message=c.detail)
+    for point in missing:
+        case = ET.SubElement(suite, "testcase", name="sweep point", classname="sweep")
+        ET.SubElement(case, "failure", message=f"{point}: no run")
     root = ET.Element("testsuites")
     root.append(suite)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def markdown(results: list[tuple[RunRecord, list[Check]]]) -> str:
+def markdown(results: list[tuple[RunRecord, list[Check]]], missing: Sequence[str] = ()) -> str:
     lines = ["| model | runtime | precision | top-1 | check | result | detail |", "|---|---|---|---|---|---|---|"]
     for run, checks in results:
         for c in checks:
             result = {True: "pass", False: "**FAIL**", None: c.no_verdict}[c.passed]
             lines.append(f"| {run.model_name} | {run.runtime_name} | {run.precision} "
                          f"| {run.metrics['top1']:.3f} | {c.name} | {result} | {c.detail} |")
+    lines += [f"| | | | | sweep point | **FAIL** | {point}: no run |" for point in missing]
     return "\n".join(lines) + "\n"
 
 
@@ -165,27 +170,32 @@ def gate(run_dirs: list[Path], db: Path, cfg: GateConfig) -> list[tuple[RunRecor
     return results
 
 
-def _select(args: argparse.Namespace, db: Path) -> list[Path]:
+def _select(args: argparse.Namespace, results: Path) -> tuple[list[Path], list[str]]:
+    """The run directories to gate, and the points of their sweep that have no run."""
     if args.runs:
         dirs = [Path(d) for d in args.runs]
         for d in dirs:
             if not (d / "run.json").is_file():
                 raise UserError(f"{d}: not a run directory (no run.json)")
-        return dirs
+        return dirs, []
+    db = results / "history.sqlite"
     runs = history.runs(db)
-    runs = runs[runs["shard"].isna()]
     sweep = args.sweep
     if args.last_sweep:
-        sweeps = runs["sweep"].dropna()
-        if sweeps.empty:
-            raise UserError(f"no sweep in the history {db}; run one with python -m evalkit -m ...")
-        sweep = sweeps.iloc[-1]
+        sweep = history.last_sweep(runs, results)
+        if sweep is None:
+            raise UserError(f"no sweep in {results}; run one with python -m evalkit -m ...")
     if sweep is None:
         raise UserError("name the runs: run directories, --sweep ID or --last-sweep")
-    chosen = runs[runs["sweep"] == sweep]
-    if chosen.empty:
-        raise UserError(f"no runs of sweep {sweep!r} in {db}")
-    return [Path(p) for p in chosen["path"]]
+    plan = history.load_sweep(results / ".sweeps" / sweep)
+    missing = plan.missing() if plan else []
+    ours = runs[runs["sweep"] == sweep]
+    chosen = ours[ours["shard"].isna()]
+    if chosen.empty and not missing:
+        shards = (f"; its runs are shards: merge them first, python -m evalkit.merge --last-sweep --results {results}"
+                  if not ours.empty else "")
+        raise UserError(f"no runs of sweep {sweep!r} in {db}{shards}")
+    return [Path(p) for p in chosen["path"]], missing
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,9 +203,11 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="*", help="run directories (default: pick with --sweep / --last-sweep)")
-    parser.add_argument("--results", default="results", help="the results directory holding history.sqlite")
+    parser.add_argument("--results", default="results",
+                        help="the results directory holding history.sqlite and the sweeps (.sweeps/)")
     parser.add_argument("--sweep", help="gate the runs of this sweep")
-    parser.add_argument("--last-sweep", action="store_true", help="gate the runs of the latest sweep")
+    parser.add_argument("--last-sweep", action="store_true",
+                        help="gate the runs of the sweep that ran or was submitted last")
     parser.add_argument("--config", help="gate tolerances (YAML); default conf/gate/default.yaml")
     parser.add_argument("--junit", help="write a JUnit XML report here")
     parser.add_argument("--markdown", help="write a Markdown summary here")
@@ -206,16 +218,20 @@ def main(argv: list[str] | None = None) -> None:
         if args.config and not Path(args.config).is_file():
             raise UserError(f"--config {args.config}: no such file")
         cfg = load_config(Path(args.config) if args.config else None)
-        results = gate(_select(args, db), db, cfg)
-        summary = markdown(results)
+        run_dirs, missing = _select(args, Path(args.results))
+        results = gate(run_dirs, db, cfg)
+        summary = markdown(results, missing)
         print(summary)
         if args.junit:
-            junit(results, Path(args.junit))
+            junit(results, Path(args.junit), missing)
         if args.markdown:
             Path(args.markdown).write_text(summary)
         failed = [run.id for run, checks in results if any(c.passed is False for c in checks)]
         print(f"gate: {len(results) - len(failed)} of {len(results)} runs pass" + (f"; failed: {', '.join(failed)}" if failed else ""))
-        return 1 if failed else 0
+        if missing:
+            print(f"gate: no run of {'; '.join(missing)}. Run the sweep's command again with resume=true to run "
+                  "only what is missing")
+        return 1 if failed or missing else 0
 
     sys.exit(exit_on_user_error(run))
 

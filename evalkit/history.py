@@ -4,6 +4,11 @@ Every run adds itself when its directory has landed; the gate adds its verdicts 
 as ``gate-*.json`` files in the run directories, so a rebuild restores them). SQLite's
 locking makes concurrent writers of a sweep safe.
 
+A sweep launched on SLURM (``evalkit.slurm``) also records its points in
+``<results>/.sweeps/<sweep id>/points.json``, and each point's job, once its run directory
+has landed, ``done/<point>.json``: what the gate needs to name a point without a run, and
+``resume=true`` to run only those.
+
     python -m evalkit.history rebuild [--results results]
     python -m evalkit.history list [--results results]
     python -m evalkit.history plot --out trend.png [--results results]
@@ -13,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
+import tempfile
 from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +99,89 @@ def runs(db: Path) -> pd.DataFrame:
         return pd.read_sql_query(
             """SELECT r.*, (SELECT passed FROM verdicts v WHERE v.run_id = r.id ORDER BY checked DESC LIMIT 1) AS passed
                FROM runs r ORDER BY created""", conn)
+
+
+@dataclass
+class Sweep:
+    """A sweep's plan: its points (number -> overrides) and the SLURM job that ran each one last."""
+
+    dir: Path
+    submitted: str
+    points: dict[int, list[str]]
+    jobs: dict[int, str]
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    def completed(self) -> dict[int, Path]:
+        """Point -> run directory, for the points whose run has landed (and is still there)."""
+        found = {}
+        for marker in (self.dir / "done").glob("*.json"):
+            run_dir = Path(json.loads(marker.read_text())["run"])
+            if (run_dir / "run.json").is_file():
+                found[int(marker.stem)] = run_dir
+        return found
+
+    def missing(self) -> list[str]:
+        """The points without a run, each named by its overrides and its SLURM job."""
+        done = self.completed()
+        return [f"point {n} ({point_label(self.points, n)}; SLURM job {self.jobs.get(n, 'not submitted')})"
+                for n in sorted(self.points) if n not in done]
+
+
+def point_label(points: dict[int, list[str]], point: int) -> str:
+    """The overrides that set this point apart from the sweep's others (all of them in a sweep of one point)."""
+    own = points[point]
+    varying = [o for o in own if any(o not in other for other in points.values())]
+    return " ".join(varying or own)
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Whole or not at all (temp file, then rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def plan_sweep(sweep_dir: Path, points: dict[int, list[str]], jobs: dict[int, str]) -> None:
+    """Record the sweep's points and the jobs just submitted for some of them (a resumed sweep keeps the rest)."""
+    old = load_sweep(sweep_dir)
+    points, jobs = {**(old.points if old else {}), **points}, {**(old.jobs if old else {}), **jobs}
+    _write_json(sweep_dir / "points.json", {"submitted": datetime.now(timezone.utc).isoformat(), "points": [
+        {"point": n, "overrides": points[n], "job": jobs.get(n)} for n in sorted(points)]})
+
+
+def point_done(sweep_dir: Path, point: int, run_dir: Path) -> None:
+    """Called by a point's job once its run directory has landed."""
+    _write_json(sweep_dir / "done" / f"{point}.json", {"run": str(run_dir.resolve())})
+
+
+def load_sweep(sweep_dir: Path) -> Sweep | None:
+    """The sweep's plan, or None for a sweep that recorded none (not launched through evalkit.slurm)."""
+    path = sweep_dir / "points.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Sweep(sweep_dir, data["submitted"], {p["point"]: p["overrides"] for p in data["points"]},
+                 {p["point"]: p["job"] for p in data["points"] if p["job"]})
+
+
+def planned_sweeps(folder: Path) -> list[Sweep]:
+    """The sweeps in ``folder`` (``<results>/.sweeps``) that recorded their points, oldest submission first."""
+    found = [load_sweep(p.parent) for p in folder.glob("*/points.json")]
+    return sorted(found, key=lambda s: s.submitted)
+
+
+def last_sweep(frame: pd.DataFrame, results: Path) -> str | None:
+    """The sweep most recently active: its latest run, or its latest submission (a sweep whose every point
+    failed has no run, and must not leave the one before it looking like the last)."""
+    times = frame.dropna(subset=["sweep"]).groupby("sweep")["created"].max().to_dict()
+    for sweep in planned_sweeps(results / ".sweeps"):
+        times[sweep.id] = max(times.get(sweep.id, ""), sweep.submitted)
+    return max(times, key=times.get) if times else None
 
 
 def plot_trend(frame: pd.DataFrame, out: Path) -> Path:

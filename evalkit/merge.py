@@ -1,6 +1,7 @@
 """Merge the shard runs of one evaluation into one run (``dataset.num_shards=N dataset.shard=i``).
 
     python -m evalkit.merge results/<shard 0> results/<shard 1> ... [--results results]
+    python -m evalkit.merge --last-sweep [--results results]   # the shard runs of the latest sweep
 
 The merged run's metrics and per-image predictions equal those of the unsharded run: the
 scorer is re-run on the shards' top-5 predictions, and the merged sample list must be
@@ -81,17 +82,41 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     return out
 
 
+def last_sweep_shards(results: Path) -> list[Path]:
+    """The shard runs of the latest sweep (``python -m evalkit -m dataset.num_shards=N 'dataset.shard=range(N)'``),
+    the latest run of each shard; a shard the sweep planned but has no run of is named."""
+    runs = history.runs(results / "history.sqlite")
+    sweep = history.last_sweep(runs, results)
+    if sweep is None:
+        raise UserError(f"no sweep in {results}; run the shards as one: python -m evalkit -m dataset.num_shards=N "
+                        "'dataset.shard=range(N)' ...")
+    plan = history.load_sweep(results / ".sweeps" / sweep)
+    missing = plan.missing() if plan else []
+    if missing:
+        raise UserError(f"sweep {sweep} has no run of {'; '.join(missing)}: run its command again with resume=true, "
+                        "then merge")
+    shards = runs[(runs["sweep"] == sweep) & runs["shard"].notna()].drop_duplicates("shard", keep="last")
+    if shards.empty:
+        raise UserError(f"the latest sweep in {results}, {sweep}, has no shard runs (dataset.num_shards > 1)")
+    return [Path(p) for p in shards["path"]]
+
+
 def main(argv: list[str] | None = None) -> None:
     from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(prog="python -m evalkit.merge", description="Merge shard runs into one run.")
-    parser.add_argument("runs", nargs="+", help="the shard run directories")
-    parser.add_argument("--results", help="where the merged run goes (default: the shards' results directory)")
+    parser.add_argument("runs", nargs="*", help="the shard run directories")
+    parser.add_argument("--last-sweep", action="store_true",
+                        help="merge the shard runs of the sweep that ran or was submitted last in --results")
+    parser.add_argument("--results", help="where the merged run goes (default: the shards' results directory; "
+                                          "with --last-sweep: results), and where --last-sweep looks")
     parser.add_argument("--no-history", action="store_true", help="do not add the merged run to the history index")
     args = parser.parse_args(argv)
 
     def run() -> None:
-        dirs = [Path(d) for d in args.runs]
+        if bool(args.runs) == args.last_sweep:
+            raise UserError("name the shard runs: their directories, or --last-sweep")
+        dirs = last_sweep_shards(Path(args.results or "results")) if args.last_sweep else [Path(d) for d in args.runs]
         for d in dirs:
             if not (d / "run.json").is_file():
                 raise UserError(f"{d}: not a run directory (no run.json)")

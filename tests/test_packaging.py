@@ -75,7 +75,10 @@ def test_the_wheel_has_one_import_name_its_data_and_the_plugin_groups(wheel):
         names = z.namelist()
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
         entry_points = z.read(f"{dist_info}/entry_points.txt").decode()
-    assert {n.split("/")[0] for n in names} == {"evalkit", dist_info}
+    # one import name, plus the SLURM launcher under the namespace Hydra takes plugins from; no
+    # hydra_plugins/__init__.py, which would hide every other package's Hydra plugins
+    assert {n.split("/")[0] for n in names} == {"evalkit", "hydra_plugins", dist_info}
+    assert {n for n in names if n.startswith("hydra_plugins/")} == {"hydra_plugins/evalkit/__init__.py"}
     assert {"evalkit/conf/config.yaml", "evalkit/runtimes/ort.py", "evalkit/preprocess/timm.py"} <= set(names)
     missing = [g for g in GROUPS if f"[{g}]" not in entry_points]
     assert not missing, f"entry-point groups missing from the wheel: {missing}\n{entry_points}"

@@ -1,8 +1,11 @@
-"""Sweeps and shard runs through Hydra's submitit launcher on a private single-node SLURM cluster (conftest.py)."""
+"""Sweeps, shard runs, failed and cancelled points and resume=true through evalkit's SLURM launcher, on a private
+single-node SLURM cluster (conftest.py)."""
 
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -67,11 +70,11 @@ def test_four_shards_through_slurm_merge_to_the_unsharded_run(slurm_cluster, sam
     assert len(shards) == 4, shards
     assert sorted(json.loads((d / "run.json").read_text())["metrics"]["n"] for d in shards) == [3, 3, 3, 3]
 
-    merged_results = tmp_path / "merged"
-    merge = evalkit(slurm_cluster, tmp_path, *map(str, shards), "--results", str(merged_results),
-                    module="evalkit.merge", timeout=120)
+    merge = evalkit(slurm_cluster, tmp_path, "--last-sweep", "--results", str(sharded), module="evalkit.merge",
+                    timeout=120)
     assert merge.returncode == 0, merge.stdout[-3000:] + merge.stderr[-3000:]
-    [merged] = run_dirs(merged_results)
+    [merged] = [d for d in run_dirs(sharded) if d not in shards]
+    assert sorted(json.loads((merged / "run.json").read_text())["merged_from"]) == sorted(d.name for d in shards)
 
     # the unsharded run, in this process's machine (not through SLURM): the reference
     one = evalkit(slurm_cluster, tmp_path, *photos(sample_root, lite0_onnx, whole, 12))
@@ -85,6 +88,107 @@ def test_four_shards_through_slurm_merge_to_the_unsharded_run(slurm_cluster, sam
     pd.testing.assert_frame_equal(got, want)
     m_got, m_want = (json.loads((d / "run.json").read_text())["metrics"] for d in (merged, unsharded))
     assert (m_got["n"], m_got["top1"], m_got["top5"]) == (m_want["n"], m_want["top1"], m_want["top5"])
+
+
+def queue(cluster) -> dict[str, str]:
+    """SLURM job id -> state, of the jobs in the cluster's queue."""
+    lines = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=30,
+                           env=cluster.env(), check=True).stdout.splitlines()
+    return dict(line.split() for line in lines)
+
+
+def running_task(cluster, task: int, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The SLURM id (``<array job>_<task>``) of the sweep's array task ``task`` once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = [job for job, state in queue(cluster).items() if job.endswith(f"_{task}") and state == "RUNNING"]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"array task {task} never ran: {proc.communicate()}")
+
+
+def precision_sweep(sample_root, onnx, calibration_root, results: Path, *precisions: str) -> list[str]:
+    """Points of the nightly's kind; int8 calibrates first and scores the slowest: the point still running when the
+    test cancels it (one core each, as SLURM gives; 2 GB for the calibration)."""
+    return ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+            "hydra.launcher.timeout_min=10", *photos(sample_root, onnx, results, 200), "runtime.intra_op_threads=1",
+            "workers=1", f"precision.calibration.root={calibration_root}", f"precision={','.join(precisions)}"]
+
+
+def start(cluster, cwd: Path, args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "evalkit", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cluster.env(PYTHONPATH=str(REPO)))
+
+
+def test_a_cancelled_point_fails_sweep_and_gate_then_resume_runs_only_it(slurm_cluster, sample_root, lite0_onnx,
+                                                                          calibration_root, tmp_path):
+    results = tmp_path / "results"
+    args = precision_sweep(sample_root, lite0_onnx, calibration_root, results, "fp32", "fp16", "int8")
+    proc = start(slurm_cluster, tmp_path, args)
+    job = running_task(slurm_cluster, 2, proc)
+    subprocess.run(["scancel", job], check=True, timeout=30, env=slurm_cluster.env())
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 2, out[-3000:] + err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("evalkit: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    assert f"1 of 3 sweep points did not complete: point 2 (precision=int8): SLURM job {job} ended CANCELLED" \
+        in errors[0] and "resume=true" in errors[0], errors[0]
+    # the other points completed and are kept
+    before = {d: (d / "run.json").read_bytes() for d in run_dirs(results)}
+    assert sorted(json.loads(r)["config"]["precision"]["name"] for r in before.values()) == ["fp16", "fp32"]
+
+    gate = evalkit(slurm_cluster, tmp_path, "--last-sweep", "--results", str(results), module="evalkit.gate",
+                   timeout=120)
+    assert gate.returncode == 1, gate.stdout[-3000:] + gate.stderr[-3000:]
+    assert "2 of 2 runs pass" in gate.stdout
+    assert f"gate: no run of point 2 (precision=int8; SLURM job {job})" in gate.stdout, gate.stdout
+
+    resumed = evalkit(slurm_cluster, tmp_path, *args, "resume=true")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    for n, name in ((0, "fp32"), (1, "fp16")):
+        assert f"point {n} (precision={name}): already ran" in resumed.stdout, resumed.stdout[-3000:]
+    after = run_dirs(results)
+    [new] = [d for d in after if d not in before]
+    assert len(after) == 3 and all((d / "run.json").read_bytes() == data for d, data in before.items())
+    records = [json.loads((d / "run.json").read_text()) for d in after]
+    assert json.loads((new / "run.json").read_text())["config"]["precision"]["name"] == "int8"
+    assert len({r["sweep"] for r in records}) == 1, "the resumed point ran into another sweep"
+
+    gate = evalkit(slurm_cluster, tmp_path, "--last-sweep", "--results", str(results), module="evalkit.gate",
+                   timeout=120)
+    assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-3000:]
+    assert "3 of 3 runs pass" in gate.stdout and "no run" not in gate.stdout
+
+
+def test_a_point_that_fails_in_its_job_is_named_and_the_others_complete(slurm_cluster, sample_root, lite0_onnx,
+                                                                         tmp_path):
+    results = tmp_path / "results"
+    proc = evalkit(slurm_cluster, tmp_path, "-m", "hydra/launcher=slurm_cpu", *SMALL,
+                   *photos(sample_root, lite0_onnx, results, 4), "precision=bf16,fp32")
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("evalkit: ")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert re.search(r"1 of 2 sweep points did not complete: point 0 \(precision=bf16\): SLURM job \d+_0 failed: "
+                     r"runtime=ort cannot run precision=bf16", errors[0]), errors[0]
+    [run] = run_dirs(results)
+    assert json.loads((run / "run.json").read_text())["config"]["precision"]["name"] == "fp32"
+
+
+def test_a_sweep_stopped_with_sigterm_cancels_its_jobs(slurm_cluster, sample_root, lite0_onnx, calibration_root,
+                                                       tmp_path):
+    proc = start(slurm_cluster, tmp_path, precision_sweep(sample_root, lite0_onnx, calibration_root,
+                                                          tmp_path / "results", "fp32", "int8"))
+    array = running_task(slurm_cluster, 1, proc).split("_")[0]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-3000:] + err[-3000:]
+    assert "resume=true" in err
+    deadline = time.monotonic() + 30
+    while any(job.startswith(f"{array}_") for job in queue(slurm_cluster)):
+        assert time.monotonic() < deadline, f"the jobs of SLURM array {array} still queued after their sweep stopped"
+        time.sleep(0.5)
 
 
 def gpu_request(cluster, sample_root, onnx, tmp_path):

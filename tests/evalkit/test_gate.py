@@ -13,9 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit import history
+from evalkit.config import compose
 from evalkit.gate import GateConfig, Rule, gate, limits, load_config
+from evalkit.run import evaluate
 
-from ..conftest import REPO  # noqa: TID252
+from ..conftest import REPO, tiny_onnx  # noqa: TID252
+from .test_cli import imagefolder
 from .test_history import make_runs
 
 
@@ -94,3 +97,55 @@ def test_200_images_are_not_comparable_unless_significantly_worse(ort_run, sampl
     lo, hi = json.loads((shifted / "run.json").read_text())["metrics"]["top1_ci95"]
     assert hi < 74.83 - 0.2
     assert f"| reference timm | **FAIL** | significantly worse (n=200, 95 % CI {lo:.3f}–{hi:.3f})" in failed.stdout
+
+
+def planned_sweep(tmp_path: Path, values: tuple[int, ...], *extra: str) -> tuple[Path, dict[int, list[str]]]:
+    """A sweep as evalkit.slurm records it (its points and their SLURM jobs), none of its points run yet."""
+    root, onnx = imagefolder(tmp_path, n=4), tiny_onnx(tmp_path / "m.onnx")
+    results = tmp_path / "results"
+    points = {n: [f"model.onnx={onnx}", "model.references=[]", "dataset=imagefolder", f"dataset.root={root}",
+                  f"results.dir={results}", "progress=false", *extra, f"runtime.batch_size={v}"]
+              for n, v in enumerate(values)}
+    sweep_dir = results / ".sweeps" / "20260101T000000"
+    history.plan_sweep(sweep_dir, points, {n: f"7_{n}" for n in points})
+    return sweep_dir, points
+
+
+def run_point(sweep_dir: Path, points: dict[int, list[str]], n: int) -> Path:
+    """What a point's job does: its run, in the sweep, then the mark that it ran."""
+    run_dir = evaluate(compose(points[n]), sweep=sweep_dir.name)
+    history.point_done(sweep_dir, n, run_dir)
+    return run_dir
+
+
+def test_a_sweep_point_without_a_run_fails_the_gate_by_name(tmp_path):
+    sweep_dir, points = planned_sweep(tmp_path, (1, 2, 4))
+    for n in (0, 1):
+        run_point(sweep_dir, points, n)
+    results = sweep_dir.parent.parent
+    failed = run_gate("--results", str(results), "--last-sweep", "--junit", str(tmp_path / "a.xml"), cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "gate: 2 of 2 runs pass" in failed.stdout
+    assert "gate: no run of point 2 (runtime.batch_size=4; SLURM job 7_2)" in failed.stdout
+    suite = ET.parse(tmp_path / "a.xml").getroot().find("testsuite")
+    assert [c.find("failure").get("message") for c in suite.iter("testcase") if c.find("failure") is not None] == [
+        "point 2 (runtime.batch_size=4; SLURM job 7_2): no run"]
+
+    run_point(sweep_dir, points, 2)
+    passed = run_gate("--results", str(results), "--last-sweep", cwd=tmp_path)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "gate: 3 of 3 runs pass" in passed.stdout and "no run" not in passed.stdout
+
+
+def test_the_last_sweep_is_one_whose_every_point_failed_not_the_one_before(tmp_path):
+    """A nightly whose jobs were all cancelled has no run at all: the gate must not pass yesterday's instead."""
+    sweep_dir, points = planned_sweep(tmp_path, (1, 2))
+    for n in points:
+        run_point(sweep_dir, points, n)
+    later = sweep_dir.with_name("20260102T000000")
+    history.plan_sweep(later, points, {n: f"8_{n}" for n in points})
+    failed = run_gate("--results", str(sweep_dir.parent.parent), "--last-sweep", cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "gate: 0 of 0 runs pass" in failed.stdout
+    assert ("no run of point 0 (runtime.batch_size=1; SLURM job 8_0); point 1 (runtime.batch_size=2; SLURM job 8_1)"
+            in failed.stdout)

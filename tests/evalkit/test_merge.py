@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from evalkit import history
 from evalkit.config import compose
 from evalkit.errors import UserError
-from evalkit.merge import merge
+from evalkit.merge import last_sweep_shards, main, merge
 from evalkit.run import evaluate
 
 
@@ -64,3 +65,21 @@ def test_the_merged_run_lists_the_bad_images_of_every_shard(sample_root, lite0_o
     merged = json.loads((merge(shards, tmp_path / "r", None) / "run.json").read_text())
     assert merged["bad_images"]["count"] == 2
     assert sorted(merged["bad_images"]["examples"]) == sorted(p.stem for p in broken)
+
+
+def test_merge_last_sweep_names_a_missing_shard_then_merges_the_sweep(sample_root, lite0_onnx, tmp_path):
+    results = tmp_path / "r"
+    common = [f"model.onnx={lite0_onnx}", "dataset=imagefolder", f"dataset.root={sample_root}",
+              f"results.dir={results}", "progress=false", "dataset.limit=10", "dataset.num_shards=2"]
+    points = {i: [*common, f"dataset.shard={i}"] for i in (0, 1)}
+    sweep_dir = results / ".sweeps" / "20260101T000000"
+    history.plan_sweep(sweep_dir, points, {i: f"5_{i}" for i in points})
+    history.point_done(sweep_dir, 0, evaluate(compose(points[0]), sweep=sweep_dir.name))
+    with pytest.raises(UserError, match=r"no run of point 1 \(dataset.shard=1; SLURM job 5_1\).*resume=true"):
+        last_sweep_shards(results)
+    history.point_done(sweep_dir, 1, evaluate(compose(points[1]), sweep=sweep_dir.name))
+    main(["--last-sweep", "--results", str(results)])
+    whole = run(lite0_onnx, sample_root, tmp_path / "whole", "dataset.limit=10")
+    [merged] = [p.parent for p in results.glob("*/run.json") if "merged_from" in json.loads(p.read_text())]
+    assert pd.read_csv(whole / "predictions.csv").equals(pd.read_csv(merged / "predictions.csv"))
+    assert json.loads((merged / "run.json").read_text())["sweep"] == sweep_dir.name
