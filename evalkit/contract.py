@@ -251,8 +251,8 @@ class Recipe:
         return self.module.normalize(pixels, self.params)
 
     def pixels_torch(self, data: list[bytes], device: str) -> tuple[Any, dict[int, str]]:
-        """``dataset.decode=gpu``: the images decoded and prepared on ``device``, as a uint8 NHWC torch tensor,
-        and the images that could not be decoded (position -> reason; their rows are zeros)."""
+        """``dataset.decode=gpu``: the images decoded and prepared on ``device``, as a uint8 NHWC torch tensor whose
+        work is finished, and the images that could not be decoded (position -> reason; their rows are zeros)."""
         return self.module.pixels_torch(data, self.params, device)
 
     def normalize_torch(self, pixels: Any) -> Any:

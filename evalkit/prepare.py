@@ -180,21 +180,17 @@ class DeviceDecoded:
         """The uint8 NHWC torch batch of samples lo..hi-1 on the device (zeros for unusable images)."""
         assert not normalize, "a GPU-decoded batch is normalised by the runtime"
         read = list(self.pool.map(_read, self.samples[lo:hi]))
-        usable = [i for i, data in enumerate(read) if isinstance(data, bytes)]
-        made, failed = self.recipe.pixels_torch([read[i] for i in usable], self.device)
-        problems = {i: data for i, data in enumerate(read) if isinstance(data, str)}
-        problems.update({usable[k]: reason for k, reason in failed.items()})
+        # a file that cannot be read goes as no bytes: its row is zeros, like an image that does not decode
+        batch, failed = self.recipe.pixels_torch([d if isinstance(d, bytes) else b"" for d in read], self.device)
+        problems = {**failed, **{i: d for i, d in enumerate(read) if isinstance(d, str)}}
         for i, reason in sorted(problems.items()):
             if not self.tolerate:
                 raise UserError(f"{_where(self.samples[lo + i])}: {reason}; remove or replace the image, "
                                 "or set dataset.bad_images=count_wrong")
             self.bad[lo + i] = reason
-        for i in usable:
-            self.digest[lo + i] = np.frombuffer(hashlib.sha256(read[i]).digest(), np.uint8)
-        if len(usable) == hi - lo:
-            return made
-        batch = made.new_zeros((hi - lo, *made.shape[1:]))
-        batch[usable] = made
+        for i, data in enumerate(read):
+            if i not in problems:
+                self.digest[lo + i] = np.frombuffer(hashlib.sha256(data).digest(), np.uint8)
         return batch
 
     def close(self) -> None:

@@ -80,8 +80,8 @@ def recipe_record(recipe: Recipe, decode: str) -> dict:
     made = {"family": recipe.family, "params": params_dict(recipe.params), "fingerprint": recipe.fingerprint,
             "libraries": recipe.libraries}
     if decode == "gpu":
-        libraries = dist_versions(("torch", "torchvision", "torchcodec"))
-        made.update(decode="gpu: nvJPEG (TorchCodec where installed, else torchvision), antialiased tensor resize",
+        libraries = dist_versions(("torch", "torchvision"))
+        made.update(decode="gpu: torchvision decode_jpeg (nvJPEG), antialiased tensor resize",
                     bit_exact=False,
                     libraries={**made["libraries"], **libraries}, fingerprint=hashlib.sha256(
                         json.dumps([made["fingerprint"], "decode=gpu", libraries]).encode()).hexdigest()[:16])

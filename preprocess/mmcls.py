@@ -91,8 +91,8 @@ def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:
 def normalize_torch(pixels: Any, params: Params) -> Any:
     """cv2 rounds the float64 mean and 1/std to the float32 image's type, then works in float32."""
     x = _torch.chw(pixels, flip_channels=params.to_rgb)
-    x.sub_(x.new_tensor(params.mean).reshape(-1, 1, 1))
-    x.mul_(x.new_tensor((1 / np.float64(params.std)).tolist()).reshape(-1, 1, 1))
+    x.sub_(_torch.const(x, params.mean))
+    x.mul_(_torch.const(x, (1 / np.float64(params.std)).tolist()))
     return x
 
 

@@ -125,13 +125,18 @@ def pixels_torch(data: list[bytes], params: Params, device: str) -> tuple[Any, d
     if params.crop_mode == "border" or params.interpolation == Interpolation.lanczos:
         raise UserError(f"dataset.decode=gpu does not do timm's crop_mode={params.crop_mode} with "
                         f"interpolation={params.interpolation.name}; use dataset.decode=cpu")
+    with _torch.own_stream(device):
+        return _torch.stack_nhwc(_resized(_torch.decode_rgb(data, device), params), (*input_hw(params), 3), device)
+
+
+def _resized(images: list[Any], params: Params) -> list[Any]:
+    """``pixels``'s resize and crop of each decoded CHW tensor; a str (an image that failed) stays."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2.functional import resize
 
     mode = InterpolationMode[params.interpolation.name.upper()]
     height, width = input_hw(params)
     scale_h, scale_w = scale_size(params)
-    images = _torch.decode_rgb(data, device)
     for i, img in enumerate(images):
         if isinstance(img, str):
             continue
@@ -146,7 +151,7 @@ def pixels_torch(data: list[bytes], params: Params, device: str) -> tuple[Any, d
         img = resize(img, size, interpolation=mode, antialias=True)
         top, left = int(round((img.shape[-2] - height) / 2.0)), int(round((img.shape[-1] - width) / 2.0))
         images[i] = img[:, top:top + height, left:left + width]
-    return _torch.stack_nhwc(images, (height, width, 3), device)
+    return images
 
 
 def normalize(pixels: np.ndarray, params: Params) -> np.ndarray:

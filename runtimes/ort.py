@@ -74,7 +74,8 @@ class Options:
     #: the CUDA provider's cuDNN convolution algorithm choice: HEURISTIC (default: see provider_options), EXHAUSTIVE
     #: (onnxruntime's default), DEFAULT
     cudnn_conv_algo_search: str = "HEURISTIC"
-    #: the TensorRT provider's engine folder; null: <cache_dir>/ort-tensorrt/<model sha256[:16]>-ort<version>
+    #: the TensorRT provider's engine folder; null:
+    #: <cache_dir>/ort-tensorrt/<model sha256[:16]>-ort<version>-b<batch_size>
     trt_engine_cache: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -365,8 +366,9 @@ def open(options: Options, context: Context) -> OrtRuntime:
     so.intra_op_num_threads = chosen[1]
     engines = None
     if "TensorrtExecutionProvider" in gpu:
+        # by model, onnxruntime and the profile's largest batch: an engine built for a smaller one cannot run it
         engines = Path(options.trt_engine_cache or context.cache_dir / "ort-tensorrt" /
-                       f"{file_sha256(Path(path))[:16]}-ort{ort.__version__}").expanduser()
+                       f"{file_sha256(Path(path))[:16]}-ort{ort.__version__}-b{options.batch_size}").expanduser()
         engines.mkdir(parents=True, exist_ok=True)
     providers = provider_options(options, original.graph.input[0].name, dims, qdq, engines)
     # what the CPU kernels run shows only in the optimized graph; a TensorRT one cannot be saved (compiled nodes)

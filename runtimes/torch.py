@@ -6,7 +6,7 @@ should agree with it image by image.
 Precision: ``precision=fp16|bf16`` is the AMP switch (issue 16's ``runtime.amp``; precision is its own config
 group): the model runs under ``torch.autocast`` on the run's device (matmul/conv ops in that type, the rest in
 fp32), as timm's ``--amp`` does. ``precision=fp32`` on a GPU is IEEE fp32: PyTorch runs fp32 convolutions in TF32
-by default, so the runtime turns TF32 off for convolutions and matmuls while it is open.
+by default, so the runtime turns TF32 off for convolutions and matmuls while it computes.
 
 On a GPU (``runtime.device=cuda``) batches arrive as the recipe's uint8 pixels (a quarter of float32's bytes),
 staged through two pinned host buffers and copied on a copy stream, then normalised on the GPU by the recipe's
@@ -24,9 +24,10 @@ last batch); its compiled artifacts go to torch's own cache (TORCHINDUCTOR_CACHE
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Generator, Iterable
+from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -70,23 +71,21 @@ class TorchRuntime(Runtime):
         #: the pieces batches run in after a CUDA out-of-memory error (None: whole batches)
         self.limit: int | None = None
         self.oom_retries = 0
-        #: the TF32 settings to restore on close (None: not changed)
-        self.fp32_precision: tuple[str, str] | None = None
         if device.type == "cuda":
-            self.fp32_precision = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
-            torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
             self.takes_pixels = True
             self.decode_device = str(device)
             self.normalize = context.recipe.normalize_torch
             self.copy_stream = torch.cuda.Stream(device)
             #: two pinned host buffers: one is filled while the other's copy to the GPU may still be running
             self.pinned: list[Any] = [None, None]
-            self.copied = [torch.cuda.Event(), torch.cuda.Event()]
+            # blocking: waiting for one sleeps instead of spinning a core the decode workers need
+            self.copied = [torch.cuda.Event(blocking=True), torch.cuda.Event(blocking=True)]
 
     def _upload(self, batch: Any, slot: int) -> Any:
         """The uint8 batch on the GPU: staged in pinned buffer ``slot``, copied on the copy stream, which the
         compute stream waits for (the host does not). A batch decoded on the GPU (``dataset.decode=gpu``) is there."""
-        if isinstance(batch, self.torch.Tensor):
+        if isinstance(batch, self.torch.Tensor):  # decoded on its own stream (finished): used on this one now
+            batch.record_stream(self.torch.cuda.current_stream(self.device))
             return batch
         if batch.dtype != np.uint8:
             raise AssertionError(f"a CUDA torch runtime takes the recipe's uint8 pixels, got {batch.dtype}")
@@ -104,6 +103,21 @@ class TorchRuntime(Runtime):
         x.record_stream(compute)  # allocated on the copy stream, used on the compute stream
         return x
 
+    @contextmanager
+    def _ieee_fp32(self) -> Iterator[None]:
+        """fp32 convolutions and matmuls in IEEE fp32 on a GPU (PyTorch's default there is TF32), only while this
+        runtime computes: a user's code that reads the legacy ``allow_tf32`` flags after the new API was set raises."""
+        if self.device.type != "cuda":
+            yield
+            return
+        backends = self.torch.backends
+        saved = backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision
+        backends.cudnn.conv.fp32_precision = backends.cuda.matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision = saved
+
     def forward(self, x: Any) -> Any:
         """float32 logits, on the run's device, of a batch already there (benchmarks time this alone).
 
@@ -112,8 +126,8 @@ class TorchRuntime(Runtime):
         torch = self.torch
         x = x.contiguous(memory_format=self.memory_format)
         pieces, lo = [], 0
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast,
-                                                    enabled=self.autocast is not None):
+        with torch.inference_mode(), self._ieee_fp32(), torch.autocast(self.device.type, dtype=self.autocast,
+                                                                       enabled=self.autocast is not None):
             while lo < len(x):
                 n = min(self.limit or len(x), len(x) - lo)
                 try:
@@ -146,8 +160,8 @@ class TorchRuntime(Runtime):
             logits = self.forward(self.normalize(self._upload(batch, k % 2)))
             host = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
             host.copy_(logits, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record()
+            done = torch.cuda.Event(blocking=True)
+            done.record(torch.cuda.current_stream(self.device))  # the run's GPU's stream, not the current GPU's
             if queued is not None:
                 yield self._fetched(*queued)
             queued = host, done
@@ -172,12 +186,6 @@ class TorchRuntime(Runtime):
                         input="uint8 pixels, normalised on the GPU")
         return info
 
-    def close(self) -> None:
-        if self.fp32_precision is not None:
-            conv, matmul = self.fp32_precision
-            self.torch.backends.cudnn.conv.fp32_precision = conv
-            self.torch.backends.cuda.matmul.fp32_precision = matmul
-            self.fp32_precision = None
 
 
 def _gpu(device: str) -> Any:

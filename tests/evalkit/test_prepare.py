@@ -58,6 +58,13 @@ def test_an_undecodable_image_fails_naming_it_or_counts_as_wrong(sample_root, tm
     assert list(source.bad) == [1] and "cannot decode" in source.bad[1]
     assert not batch[1].any() and batch[0].any()
 
+    sorted(root.rglob("*.JPEG"))[2].unlink()  # gone after the listing
+    source = DeviceDecoded(samples, recipe, "cpu", bad_images="count_wrong")
+    batch = source.batch(0, len(samples))
+    source.close()
+    assert sorted(source.bad) == [1, 2] and source.bad[2].startswith("cannot read")
+    assert not batch[2].any() and not source.digest[2].any() and source.digest[0].any()
+
 
 class PixelsOnTheCpu(Runtime):
     """A GPU runtime's side of the pixel path on the CPU: the recipe's normalize_torch, then a real ORT session."""

@@ -158,7 +158,7 @@ def test_tensorrt_engines_go_under_the_evalkit_cache_and_a_lost_tensorrt_is_name
     available_with(monkeypatch, "TensorrtExecutionProvider", "CUDAExecutionProvider")
     with pytest.raises(UserError, match="could not start TensorrtExecutionProvider"):
         open_ort(tiny_onnx(tmp_path / "m.onnx"), tmp_path, providers=["TensorrtExecutionProvider", *CUDA])
-    assert len(list((tmp_path / "ort-tensorrt").iterdir())) == 1  # <model sha256[:16]>-ort<version>
+    assert len(list((tmp_path / "ort-tensorrt").iterdir())) == 1  # <model sha256[:16]>-ort<version>-b<batch_size>
 
 
 def test_sessions_above_one_on_a_gpu_provider_are_refused_before_any_session(monkeypatch, tmp_path):
