@@ -38,7 +38,7 @@ import numpy as np
 
 from evalkit.contract import PreparedSource, file_sha256, samples_fingerprint
 from evalkit.commands import number, own_keys
-from evalkit.diverge import session
+from evalkit.diverge import open_run, session
 from evalkit.errors import UserError
 
 #: the ops the int8 transform quantizes (evalkit.transforms.int8.QUANTIZED_OPS)
@@ -224,11 +224,8 @@ def search(qdq: Path, source: Path, subset: PreparedSource, target: float, check
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit import dataset as datasets
-    from evalkit import preprocess
     from evalkit.commands import exit_on_user_error
-    from evalkit.config import cache_dir, compose, tensor_cache_dir
-    from evalkit.plugins import make_context
+    from evalkit.config import cache_dir, compose
     from evalkit.precision import calibration_subset
 
     def run() -> None:
@@ -243,12 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = compose(overrides)
         if cfg.precision.name != "int8":
             raise UserError(f"precision={cfg.precision.name}: bisect searches int8 Q/DQ models; usage: {USAGE}")
-        recipe = preprocess.build(cfg.preprocess)
-        samples = datasets.shard(datasets.load(cfg.dataset), cfg.dataset.num_shards, cfg.dataset.shard)
-        tensor_cache = tensor_cache_dir(cfg)
-        context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache, cfg.precision)
+        recipe, samples, context, fp32 = open_run(cfg)
         qdq = context.onnx_file()
-        source = make_context(cfg.model, recipe, cache_dir(cfg)).onnx_file()
+        source = fp32()
         calibration = cfg.precision.calibration
         calibrated = set() if calibration.root else {s.id for s in calibration_subset(samples, calibration.size)}
         pool = [s for s in samples if s.id not in calibrated]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,15 +79,15 @@ def launch(app: Callable[[], Any]) -> Any:
 
 
 def register_launcher() -> None:
-    """evalkit's SLURM launcher (``hydra/launcher=slurm|slurm_cpu``), where ``evalkit[slurm]`` is installed. Hydra
-    finds plugins by listing the ``hydra_plugins`` folders, which an editable install of evalkit does not show, so
-    the class is registered here too."""
-    if find_spec("hydra_plugins.hydra_submitit_launcher") is None:
-        return
-    from hydra.core.plugins import Plugins
-    from hydra_plugins.evalkit import SlurmLauncher
+    """evalkit's SLURM launcher (``hydra/launcher=slurm|slurm_cpu``), where ``evalkit[slurm]`` is installed (the
+    module defines it only then). Hydra finds plugins by listing the ``hydra_plugins`` folders, which an editable
+    install of evalkit does not show, so the class is registered here too."""
+    from hydra_plugins import evalkit as plugin
 
-    Plugins.instance().register(SlurmLauncher)
+    if hasattr(plugin, "SlurmLauncher"):
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance().register(plugin.SlurmLauncher)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -273,12 +273,23 @@ def report(comparison: Comparison, threshold: float, title: str, output: Path) -
     print(f"wrote {output / 'layers.csv'}, {output / 'snr.png'}, {output / 'unmatched.txt'}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def open_run(cfg: Any) -> tuple[Any, list, Any, Callable[[], Path]]:
+    """What diverge and bisect compare on: the run's recipe, its samples, the context of the model in the run's
+    precision (its transformed ONNX, cached; the prepared images) and a way to the fp32 source ONNX."""
     from evalkit import dataset as datasets
     from evalkit import preprocess
-    from evalkit.commands import exit_on_user_error, number, own_keys
-    from evalkit.config import cache_dir, compose, tensor_cache_dir
+    from evalkit.config import cache_dir, tensor_cache_dir
     from evalkit.plugins import make_context
+
+    recipe = preprocess.build(cfg.preprocess)
+    samples = datasets.shard(datasets.load(cfg.dataset), cfg.dataset.num_shards, cfg.dataset.shard)
+    context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache_dir(cfg), cfg.precision)
+    return recipe, samples, context, lambda: make_context(cfg.model, recipe, cache_dir(cfg)).onnx_file()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from evalkit.commands import exit_on_user_error, number, own_keys
+    from evalkit.config import compose
 
     def run() -> None:
         own, overrides = own_keys(list(sys.argv[1:] if argv is None else argv), KEYS)
@@ -296,12 +307,9 @@ def main(argv: list[str] | None = None) -> None:
                             f"precisions it can compare: fp32 (with reference=PATH.onnx), {', '.join(transforms)}")
         if reference != "fp32" and not Path(reference).is_file():
             raise UserError(f"reference={reference}: no such file; give fp32 or an ONNX file")
-        recipe = preprocess.build(cfg.preprocess)
-        samples = datasets.shard(datasets.load(cfg.dataset), cfg.dataset.num_shards, cfg.dataset.shard)
-        tensor_cache = tensor_cache_dir(cfg)
-        context = make_context(cfg.model, recipe, cache_dir(cfg), samples, tensor_cache, cfg.precision)
+        recipe, samples, context, fp32 = open_run(cfg)
         test = context.onnx_file()
-        ref = make_context(cfg.model, recipe, cache_dir(cfg)).onnx_file() if reference == "fp32" else Path(reference)
+        ref = fp32() if reference == "fp32" else Path(reference)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         output = Path(own.get("output") or Path(cfg.results.dir) / f"diverge-{cfg.model.name}-{precision}-{stamp}")
         shown = samples[:images]
