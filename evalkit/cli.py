@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -41,20 +42,33 @@ def _task(cfg: DictConfig) -> None:
         exit_on_user_error(lambda: evaluate(to_object(cfg)))
 
 
-def refuse_repeated_keys(args: list[str]) -> None:
-    """A key given twice with different values is a UserError: Hydra would keep the last silently, and a shell that
-    expanded an unquoted brace pattern (``dataset.shards=/x-{0..63}.tar``) gives exactly that: a run of one shard."""
-    values: dict[str, set[str]] = {}
+def refuse_shell_expanded_braces(args: list[str]) -> None:
+    """A key given several values that differ only in a zero-padded number is a UserError: that is what the shell
+    makes of an unquoted brace pattern (``dataset.shards=/x-{000000..000063}.tar``), and Hydra, whose rule is that
+    the last value of a key wins, would run one shard. Any other repeated key follows Hydra's rule."""
+    values: dict[str, list[str]] = {}
     for arg in args:
         if "=" in arg and not arg.startswith("-"):
             key, value = arg.split("=", 1)
-            values.setdefault(key.lstrip("+~"), set()).add(value)
-    repeated = sorted(k for k, v in values.items() if len(v) > 1)
-    if repeated:
-        key = repeated[0]
-        raise UserError(f"{key} is given {len(values[key])} different values; give it once. A value with braces was "
-                        f"expanded by the shell: quote the whole override, e.g. "
-                        f"'{key}=\"/data/imagenet-val-{{000000..000063}}.tar\"'")
+            values.setdefault(key.lstrip("+~"), []).append(value)
+    for key, given in values.items():
+        if len(set(given)) > 1 and _differ_in_a_padded_number(given):
+            raise UserError(f"{key} is given {len(given)} values that differ only in a zero-padded number: the shell "
+                            f"expanded a brace pattern. Quote the whole override, e.g. "
+                            f"'{key}=\"/data/imagenet-val-{{000000..000063}}.tar\"'")
+
+
+def _differ_in_a_padded_number(values: list[str]) -> bool:
+    """Whether the values are one text with one number in it, of one width, written with leading zeros."""
+    split = [re.split(r"(\d+)", v) for v in values]
+    if len({len(parts) for parts in split}) != 1:
+        return False
+    differing = {i for parts in split for i, part in enumerate(parts) if part != split[0][i]}
+    if len(differing) != 1:
+        return False
+    (at,) = differing
+    numbers = [parts[at] for parts in split]
+    return len({len(n) for n in numbers}) == 1 and len(numbers[0]) > 1 and any(n.startswith("0") for n in numbers)
 
 
 def launch(app: Callable[[], Any]) -> Any:
@@ -94,7 +108,7 @@ def main() -> None:
     # Let composition errors reach exit_on_user_error instead of Hydra's own exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     stop_on_sigterm()
-    exit_on_user_error(lambda: refuse_repeated_keys(sys.argv[1:]))
+    exit_on_user_error(lambda: refuse_shell_expanded_braces(sys.argv[1:]))
     register()
     register_launcher()
     import hydra

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import MISSING, OmegaConf
 
 from evalkit.contract import GROUPS, VAL_SET, PrecisionOptions, load, plugins
@@ -52,9 +55,17 @@ class ModelConfig:
     #: architecture name in timm, used to export ONNX from ``weights``
     arch: str = MISSING
     source: str = "timm"
-    #: an ONNX file; when null, online runtimes export one from ``weights`` and cache it
+    #: an ONNX file; when null, online runtimes export one from the weights and cache it
     onnx: Optional[str] = None
+    #: a PyTorch state_dict file, or ``hf-hub:ORG/NAME`` for a Hugging Face hub checkpoint; when null, ``hub_id``
     weights: Optional[str] = None
+    #: the timm checkpoint on the Hugging Face hub (``timm/<arch>.<tag>``) the weights are fetched from when neither
+    #: ``onnx`` nor ``weights`` is given, through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT)
+    hub_id: Optional[str] = None
+    #: the hub revision (branch, tag or commit hash) to fetch; null = the repository's default branch
+    revision: Optional[str] = None
+    #: where the model's source publishes its checkpoint (said when evalkit cannot fetch it itself)
+    weights_url: str = ""
     #: "names": a state_dict with the architecture's keys; "order": tensors in the
     #: architecture's order under other names (e.g. a port from another codebase)
     weights_keys: str = "names"
@@ -153,6 +164,24 @@ def _shipped_option(group: str, name: str) -> bool:
     return resources.files("evalkit.conf").joinpath(group, f"{name}.yaml").is_file()
 
 
+def user_config_dir() -> Path:
+    """The user's own config folder, searched before evalkit's conf/ (``$EVALKIT_CONFIG_DIR``, else
+    ``$XDG_CONFIG_HOME/evalkit``, else ``~/.config/evalkit``): a ``dataset/imagenet.yaml`` there says where the
+    user's ImageNet is; any ``model/``, ``runtime/``... YAML there adds or replaces an option."""
+    if os.environ.get("EVALKIT_CONFIG_DIR"):
+        return Path(os.environ["EVALKIT_CONFIG_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser() / "evalkit"
+
+
+class UserConfigSearchPath(SearchPathPlugin):
+    """Puts ``user_config_dir()`` first on Hydra's config search path, where it exists."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        folder = user_config_dir()
+        if folder.is_dir():
+            search_path.prepend(provider="evalkit-user", path=f"file://{folder}")
+
+
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore and the ``pkg`` resolver in OmegaConf (idempotent).
 
@@ -163,6 +192,7 @@ def register() -> None:
     """
     if not OmegaConf.has_resolver("pkg"):
         OmegaConf.register_new_resolver("pkg", _package_dir)
+    Plugins.instance().register(UserConfigSearchPath)
     cs = ConfigStore.instance()
     cs.store(name="evalkit_schema", node=Config)
     cs.store(group="precision", name="precision_schema", node=PrecisionOptions)

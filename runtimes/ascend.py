@@ -30,6 +30,10 @@ FORMATS = [name for name, _ in PATTERNS]
 CLASS_COUNTS = (1000, 1001)
 
 
+#: scores the logits a device wrote: no model file is read
+MODEL_FROM = None
+
+
 @dataclass
 class Options:
     name: str = "ascend"

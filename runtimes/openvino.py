@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Context, Runtime, cpu_isa, file_sha256
+from evalkit.contract import Context, Runtime, cpu_isa, file_sha256, missing_modules
 from evalkit.errors import UserError, at_least
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -188,11 +188,18 @@ def _check_device(device: str, available: list[str]) -> None:
                         f"(available: {', '.join(available) or 'none'})")
 
 
+NEEDS_OPENVINO = "runtime=openvino needs OpenVINO: pip install 'evalkit[openvino]'"
+
+
+def preflight(options: Options) -> list[str]:
+    return missing_modules({"openvino": NEEDS_OPENVINO})
+
+
 def open(options: Options, context: Context) -> OpenVinoRuntime:
     try:
         import openvino as ov
     except ImportError as e:
-        raise UserError("runtime=openvino needs OpenVINO: pip install 'evalkit[openvino]'") from e
+        raise UserError(NEEDS_OPENVINO) from e
     path = model_path(context)
     core = ov.Core()
     _check_device(options.device, core.available_devices)

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import Context, Runtime, cpu_cores, cpu_isa, file_sha256
+from evalkit.contract import NO_GPU, Context, Runtime, cpu_cores, cpu_isa, cuda_devices, file_sha256, missing_modules
 from evalkit.errors import UserError, at_least
 
 #: bf16 is absent: the CPU provider has no bfloat16 Conv/Gemm kernels
@@ -326,11 +326,23 @@ def load_error(capi: Path, provider: str, cuda: str) -> str:
     return f"{library.name} and its libraries load: check the GPU, its driver (nvidia-smi) and runtime.device_id"
 
 
+NEEDS_ORT = "runtime=ort needs onnxruntime: pip install 'evalkit[ort]'"
+
+
+def preflight(options: Options) -> list[str]:
+    """onnxruntime, and a GPU where the providers name one."""
+    missing = missing_modules({"onnxruntime": NEEDS_ORT})
+    gpu = [p for p in options.providers if p in GPU_PROVIDERS]
+    if gpu and not cuda_devices():
+        missing.append(f"runtime.providers names {gpu[0]}, but {NO_GPU}: use runtime=ort (the CPU)")
+    return missing
+
+
 def open(options: Options, context: Context) -> OrtRuntime:
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise UserError("runtime=ort needs onnxruntime: pip install 'evalkit[ort]'") from e
+        raise UserError(NEEDS_ORT) from e
     path = str(context.onnx_file())
     missing = [p for p in options.providers if p not in ort.get_available_providers()]
     if missing:

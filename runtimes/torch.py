@@ -31,7 +31,7 @@ from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
-from evalkit.contract import Context, Runtime
+from evalkit.contract import NO_GPU, Context, Runtime, cuda_devices, missing_modules
 from evalkit.errors import UserError, at_least
 
 #: fp16 and bf16 by autocast; int8 needs a quantized graph (an ONNX runtime runs the int8 transform)
@@ -204,8 +204,21 @@ def _gpu(device: str) -> Any:
     return torch.device("cuda", torch.cuda.current_device() if index is None else index)
 
 
+#: runtime=torch runs the framework model, built from the weights (a file or a hub checkpoint), not an ONNX
+MODEL_FROM = "weights"
+NEEDS_TORCH = "runtime=torch needs PyTorch and timm: pip install 'evalkit[torch]'"
+
+
+def preflight(options: Options) -> list[str]:
+    """torch and timm, and a GPU for runtime.device=cuda."""
+    missing = missing_modules({"torch": NEEDS_TORCH, "timm": NEEDS_TORCH})[:1]
+    if options.device != "cpu" and not cuda_devices():
+        missing.append(f"runtime.device={options.device} needs a CUDA GPU, but {NO_GPU}: use runtime.device=cpu")
+    return missing
+
+
 def open(options: Options, context: Context) -> TorchRuntime:
-    if not context.model.weights:
+    if not (context.model.weights or context.model.hub_id):
         raise UserError(f"runtime=torch runs model {context.model.name} from its weights: pass model.weights=PATH")
     gpu = _gpu(options.device) if options.device != "cpu" else None  # before the weights load
     net = context.torch_model()  # says which extra to install when torch/timm are missing

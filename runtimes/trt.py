@@ -13,6 +13,7 @@ export's recipe) is kept in the JSON sidecar beside the engine.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.contract import Context, Runtime, file_sha256
+from evalkit.contract import NO_GPU, Context, Runtime, cuda_devices, file_sha256, missing_modules
 from evalkit.errors import UserError, at_least
 from evalkit.runtimes._cuda import Cuda, open_cuda
 
@@ -100,12 +101,26 @@ def onnx_facts(path: Path) -> tuple[dict[str, str], str | None]:
     return metadata, "fp32"
 
 
+NEEDS_TRT = ("runtime=trt needs TensorRT and a CUDA GPU: pip install 'evalkit[trt]' "
+             "(NVIDIA's tensorrt wheels; pycuda or cuda-python)")
+
+
+def preflight(options: Options) -> list[str]:
+    """TensorRT, a CUDA binding for its buffers, and a GPU."""
+    missing = missing_modules({"tensorrt": NEEDS_TRT})
+    if not missing and not any(importlib.util.find_spec(binding) for binding in ("pycuda", "cuda")):
+        missing.append("runtime=trt needs pycuda or cuda-python for GPU memory: pip install 'evalkit[trt]'")
+    if not cuda_devices():
+        missing.append(f"runtime=trt runs on a GPU, but {NO_GPU}: run it on a GPU machine, or use runtime=ort "
+                       "or runtime=openvino here")
+    return missing
+
+
 def _require_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as e:
-        raise UserError("runtime=trt needs TensorRT and a CUDA GPU: pip install 'evalkit[trt]' "
-                        "(NVIDIA's tensorrt wheels; pycuda or cuda-python)") from e
+        raise UserError(NEEDS_TRT) from e
     check_version(tensorrt.__version__)
     return tensorrt
 

