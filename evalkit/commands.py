@@ -9,6 +9,7 @@ builds on diverge's sessions).
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -46,11 +47,30 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
         print(f"evalkit: error: {e}", file=sys.stderr)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"evalkit: config error: {config_error_message(e)}", file=sys.stderr)
+    except OSError as e:  # after Hydra's: its MissingConfigException is an IOError too
+        if e.errno not in ENVIRONMENT_ERRORS:
+            raise
+        print(f"evalkit: error: {environment_message(e)}", file=sys.stderr)
     except KeyboardInterrupt as e:
         print(f"evalkit: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; the images scored so far "
               "are kept: run the same command with resume=true to finish the rest", file=sys.stderr)
         sys.exit(143 if isinstance(e, Terminated) else 130)
     sys.exit(2)
+
+
+#: what the machine, not evalkit, refuses: a folder that cannot be written, a full disk, a name too long
+ENVIRONMENT_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG}
+
+
+def environment_message(e: OSError) -> str:
+    """One line for an ``ENVIRONMENT_ERRORS`` error: the path, what the system said, and what to change."""
+    name = str(e.filename or "")
+    where = f"{name if len(name) <= 120 else name[:60] + '...' + name[-50:]}: " if name else ""
+    fix = {errno.ENOSPC: "free some space or point results.dir / cache_dir elsewhere",
+           errno.EDQUOT: "free some space or point results.dir / cache_dir elsewhere",
+           errno.ENAMETOOLONG: "use a shorter path or name"}.get(
+        e.errno, "choose a folder you can write (results.dir, cache_dir, EVALKIT_CACHE) or fix its permissions")
+    return f"{where}{e.strerror or e}: {fix}"
 
 
 def config_error_message(e: BaseException) -> str:

@@ -39,6 +39,7 @@ raises ``UserError`` naming the extra to install.
 from __future__ import annotations
 
 import abc
+import codecs
 import ctypes
 import dataclasses
 import enum
@@ -47,6 +48,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib import metadata
@@ -91,6 +93,37 @@ def load(group: str, name: str) -> ModuleType:
 
 
 # ----------------------------------------------------------------------------------------------- hashing
+
+def read_text(path: Path, what: str) -> str:
+    """A text file a user or a tool wrote: UTF-8 (a BOM is dropped) or UTF-16 with its BOM, as Windows tools
+    write it; anything else is a UserError naming the file and the fix (never a character that does not show)."""
+    data = Path(path).read_bytes()
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            break
+    else:
+        codec = "utf-8"
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}): save it "
+                        "as UTF-8") from None
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """JSON from a file evalkit did not write: malformed or absurdly nested JSON is a UserError naming it."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise UserError(f"{where}: not valid JSON ({reason})") from None
+
+
+def safe_name(name: str, limit: int = 80) -> str:
+    """A name from a config or from data as one short file name that stays in its folder: ``mmcls/cspresnext50``
+    -> ``mmcls_cspresnext50``, ``../../x`` -> ``x``; at most ``limit`` characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:limit] or "unnamed"
+
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read in blocks (cache keys of models, engines)."""

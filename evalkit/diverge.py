@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from evalkit.contract import GROUPS, PreparedSource, plugins
+from evalkit.contract import GROUPS, PreparedSource, plugins, safe_name
 from evalkit.errors import UserError
 
 #: images per inference: every exposed tensor of a batch is held at once
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         test = context.onnx_file()
         ref = fp32() if reference == "fp32" else Path(reference)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        output = Path(own.get("output") or Path(cfg.results.dir) / f"diverge-{cfg.model.name}-{precision}-{stamp}")
+        output = Path(own.get("output") or Path(cfg.results.dir) / f"diverge-{safe_name(cfg.model.name)}-{precision}-{stamp}")
         shown = samples[:images]
         print(f"model {cfg.model.name} {precision} ({test.name}) vs reference {ref.name}: "
               f"{len(shown)} images of {cfg.dataset.name}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import sys
+
 
 class UserError(Exception):
     """Bad input: a message that names the problem and the fix; the CLI exits 2.
@@ -11,6 +14,18 @@ class UserError(Exception):
 
 
 def at_least(key: str, value: float | None, minimum: float) -> None:
-    """Reject a setting out of range before any work starts (None means unset)."""
+    """Reject a setting out of range, or not a finite number, before any work starts (None means unset)."""
+    if value is not None and not math.isfinite(value):
+        raise UserError(f"{key}={value} is not a finite number")
     if value is not None and value < minimum:
         raise UserError(f"{key}={value} is out of range: must be >= {minimum}")
+
+
+def capped(key: str, value: int, cores: int) -> int:
+    """A count of processes or threads beyond the cores this process may use is lowered to them, saying so:
+    more only contend for the same cores (and a worker per image could exhaust memory)."""
+    if value > cores:
+        print(f"WARNING: {key}={value} is more than the {cores} cores this process may use; using {cores}",
+              file=sys.stderr)
+        return cores
+    return value

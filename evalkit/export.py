@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import ModelConfig
-from evalkit.contract import Recipe, file_sha256, params_dict
+from evalkit.contract import Recipe, file_sha256, params_dict, safe_name
 from evalkit.errors import UserError
 from evalkit.weights import Weights, resolve
 
@@ -144,11 +143,6 @@ def cached_path(model: ModelConfig, weights: Weights, recipe: Recipe, cache_dir:
         params_dict(recipe.params), EXPORT_VERSION,
     ]).encode()).hexdigest()[:16]
     return cache_dir / "onnx" / f"{safe_name(model.name)}-{key}.onnx"
-
-
-def safe_name(name: str) -> str:
-    """A model name as one file name: ``mmcls/cspresnext50`` -> ``mmcls_cspresnext50``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80] or "model"
 
 
 def onnx_file(model: ModelConfig, recipe: Recipe, cache_dir: Path) -> Path:

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 from contextlib import closing
 from dataclasses import dataclass
@@ -71,6 +72,17 @@ def add(db: Path, run_dir: Path) -> None:
             v = json.loads(verdict.read_text())
             conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
                          (run.id, v["checked"], int(v["passed"]), json.dumps(v)))
+
+
+def add_safely(db: Path, run_dir: Path) -> None:
+    """``add``, where a damaged index is no reason to lose a run that has landed: it is rebuilt from the run
+    directories beside it, with a warning."""
+    try:
+        add(db, run_dir)
+    except sqlite3.DatabaseError as e:
+        print(f"WARNING: the history index {db} is damaged ({e}); rebuilding it from the run folders "
+              f"(python -m evalkit.history rebuild)", file=sys.stderr)
+        rebuild(run_dir.parent, db)
 
 
 def add_verdict(db: Path, run_dir: Path, verdict: dict[str, Any]) -> None:

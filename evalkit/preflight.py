@@ -33,6 +33,8 @@ def problems(cfg: Config) -> list[str]:
         found += _said(lambda: weights.resolve(cfg.model))
     elif cfg.model.onnx and not Path(cfg.model.onnx).expanduser().is_file():
         found.append(f"model.onnx={cfg.model.onnx}: no such file")
+    elif cfg.model.onnx and Path(cfg.model.onnx).expanduser().stat().st_size == 0:
+        found.append(f"model.onnx={cfg.model.onnx} is empty: an interrupted export or copy? Export it again")
     return found
 
 

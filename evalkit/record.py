@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.contract import safe_name
 from evalkit.errors import UserError
 from evalkit.reference import VAL_IMAGES
 from evalkit.scoring import Result
@@ -168,7 +169,7 @@ def versions() -> dict[str, str]:
 
 def new_run_id(model: str, runtime: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{model.replace('/', '_')}-{runtime}-{uuid.uuid4().hex[:6]}"
+    return f"{stamp}-{safe_name(model, 60)}-{safe_name(runtime, 20)}-{uuid.uuid4().hex[:6]}"
 
 
 def write(results_dir: Path, run_id: str, run: RunRecord, result: Result, logits: np.ndarray | None = None) -> Path:

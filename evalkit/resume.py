@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 
 from evalkit import pipeline
 from evalkit.config import Config
-from evalkit.contract import Recipe, Runtime
+from evalkit.contract import Recipe, Runtime, Sample
 from evalkit.scoring import Scorer
 
 #: config keys that do not change a run's predictions
@@ -33,9 +34,24 @@ def key(resolved: dict[str, Any], list_fingerprint: str) -> str:
     return hashlib.sha256(json.dumps([relevant, list_fingerprint], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def folder(cfg: Config, resolved: dict[str, Any], list_fingerprint: str) -> Path:
+    """Where a run of this configuration and sample list keeps its finished images until its folder lands."""
+    return Path(cfg.results.dir) / ".partial" / key(resolved, list_fingerprint)
+
+
+def file_stat(sample: Sample) -> tuple[int, int]:
+    """(size, mtime) of the file the image is read from (a tar member's: its shard); (-1, -1) when it is gone."""
+    try:
+        st = os.stat(sample.path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
 class Checkpoint:
-    def __init__(self, folder: Path, every_s: float = 5.0) -> None:
+    def __init__(self, folder: Path, every_s: float = 5.0, samples: list[Sample] | None = None) -> None:
         self.folder, self.every_s = folder, every_s
+        self.samples = {s.id: s for s in samples or []}
         self._pending: list[dict[str, np.ndarray]] = []
         self._last = time.monotonic()
 
@@ -56,7 +72,10 @@ class Checkpoint:
     def add(self, ids: list[str], top: np.ndarray, digests: np.ndarray, logits: np.ndarray | None,
             bad: list[str]) -> None:
         """One finished batch; ``bad`` holds, per image, why it could not be used ("" when it was)."""
-        part = {"ids": np.array(ids, dtype=str), "top": top, "digests": digests, "bad": np.array(bad, dtype=str)}
+        # each file's size and mtime now: what resume=true compares to know which images to hash again
+        stats = np.array([file_stat(self.samples[i]) if i in self.samples else (-1, -1) for i in ids], np.int64)
+        part = {"ids": np.array(ids, dtype=str), "top": top, "digests": digests, "bad": np.array(bad, dtype=str),
+                "stats": stats.reshape(len(ids), 2)}
         if logits is not None:
             part["logits"] = np.asarray(logits, np.float32)
         self._pending.append(part)
@@ -81,15 +100,16 @@ class Checkpoint:
 def evaluate(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, recipe: Recipe,
              runtime: Runtime, batch_size: int, num_classes: int, tensor_cache: Path | None,
              label_space: list[int] | None = None) -> pipeline.Outcome:
-    """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left."""
-    ckpt = Checkpoint(Path(cfg.results.dir) / ".partial" / key(resolved, list_fingerprint),
-                      every_s=cfg.results.checkpoint_s)
+    """The online pipeline with a checkpoint: ``resume=true`` scores only what an interrupted run left, and what
+    changed since. The checkpoint stays until the caller has landed the run (``Checkpoint.clear``): a failure
+    after scoring loses nothing."""
+    ckpt = Checkpoint(folder(cfg, resolved, list_fingerprint), every_s=cfg.results.checkpoint_s, samples=samples)
     prior = ckpt.load()
     if not cfg.resume and prior is not None:
         print("note: an interrupted run of this configuration exists; starting over (resume=true continues it)")
         ckpt.clear()
         prior = None
-    done = {} if prior is None else {i: k for k, i in enumerate(prior["ids"])}
+    done = {} if prior is None else unchanged(samples, prior)
     if cfg.resume:
         print(f"resuming: {len(done)} of {len(samples)} images already scored")
     todo = [s for s in samples if s.id not in done]
@@ -100,8 +120,31 @@ def evaluate(cfg: Config, resolved: dict, samples: list, list_fingerprint: str, 
                                 decode_device=runtime.decode_device if cfg.dataset.decode == "gpu" else None)
     if prior is not None:
         outcome = combine(samples, todo, outcome, prior, done, Scorer(cfg.metrics, num_classes, cfg.dataset, label_space))
-    ckpt.clear()
     return outcome
+
+
+def unchanged(samples: list[Sample], prior: dict[str, np.ndarray]) -> dict[str, int]:
+    """id -> row of the saved images whose content is what was scored: a file whose size or mtime differs from
+    the checkpoint's is hashed again, and scored again when its bytes changed (the latest save of an image wins)."""
+    saved = {i: k for k, i in enumerate(prior["ids"])}
+    stats = prior.get("stats")
+    done, changed = {}, 0
+    for sample in samples:
+        k = saved.get(sample.id)
+        if k is None:
+            continue
+        if stats is None or tuple(stats[k]) != file_stat(sample):
+            try:
+                same = hashlib.sha256(sample.read()).digest() == bytes(prior["digests"][k])
+            except OSError:
+                same = False
+            if not same:
+                changed += 1
+                continue
+        done[sample.id] = k
+    if changed:
+        print(f"resume: {changed} image(s) changed since they were scored; scoring them again", file=sys.stderr)
+    return done
 
 
 def combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done: dict[str, int],

@@ -24,9 +24,9 @@ from evalkit import dataset as datasets
 from evalkit import history, pipeline, preflight, record, reference, resume, weights
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir, tensor_cache_dir
-from evalkit.errors import UserError
+from evalkit.errors import UserError, capped
 from evalkit.export import RECIPE_KEY
-from evalkit.contract import OfflineRuntime, Runtime, dist_versions, samples_fingerprint
+from evalkit.contract import OfflineRuntime, Runtime, cpu_cores, dist_versions, samples_fingerprint
 from evalkit.plugins import make_context, open_runtime
 from evalkit.precision import Transformed
 from evalkit.scoring import Scorer
@@ -129,7 +129,8 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         else:
             warnings = check_compatible(runtime, recipe, len(classes))
             extra["batch_size"] = runtime.fixed_batch or cfg.runtime.batch_size
-            extra["decode_workers"] = cfg.workers or default_workers()  # what workers=0 chose on this machine
+            # what workers=0 chose on this machine; more than its cores only contend for them
+            cfg.workers = extra["decode_workers"] = capped("workers", cfg.workers or default_workers(), cpu_cores())
             outcome = resume.evaluate(cfg, resolved, samples, list_fingerprint, recipe, runtime,
                                       extra["batch_size"], len(classes), tensor_cache, space)
             if outcome.bad:
@@ -174,10 +175,17 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         config=resolved,
         transform=transformed.record,
     )
-    run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
-    if cfg.results.history:
-        history.add(Path(cfg.results.history), run_dir)
     print(reference.format_table(result.metrics, table))
     print(f"precision: {run.precision_label}")
+    checkpoint = resume.folder(cfg, resolved, list_fingerprint)
+    try:
+        run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
+    except OSError as e:  # the scores are in the checkpoint: resume=true writes them without scoring again
+        kept = (f"; the scores are kept in {checkpoint}: fix it and run the same command with resume=true to write "
+                "the run without scoring again") if checkpoint.is_dir() else ""
+        raise UserError(f"the run could not be written to {cfg.results.dir}: {e.strerror or e}{kept}") from e
+    resume.Checkpoint(checkpoint).clear()  # only now that the run has landed
+    if cfg.results.history:
+        history.add_safely(Path(cfg.results.history), run_dir)
     print(f"run written to {run_dir}")
     return run_dir

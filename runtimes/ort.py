@@ -37,7 +37,7 @@ from typing import Any, Optional
 import numpy as np
 
 from evalkit.contract import NO_GPU, Context, Runtime, cpu_cores, cpu_isa, cuda_devices, file_sha256, missing_modules
-from evalkit.errors import UserError, at_least
+from evalkit.errors import UserError, at_least, capped
 
 #: bf16 is absent: the CPU provider has no bfloat16 Conv/Gemm kernels
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -97,8 +97,9 @@ def plan(options: Options, model_bytes: int, fixed_batch: bool) -> tuple[int, in
     if fixed_batch:
         return 1, options.intra_op_threads, "one session: the model's batch size is fixed"
     if options.sessions:
-        threads = options.intra_op_threads or (max(1, cores // options.sessions) if options.sessions > 1 else 0)
-        return options.sessions, threads, "as configured"
+        sessions = capped("runtime.sessions", options.sessions, cores)
+        threads = options.intra_op_threads or (max(1, cores // sessions) if sessions > 1 else 0)
+        return sessions, threads, "as configured"
     # weights, their optimized copy and the activation arena of a batch: a generous per-session estimate
     per_session = 3 * model_bytes + (256 << 20)
     fit = max(1, _available_memory() // 2 // per_session)
@@ -367,6 +368,8 @@ def open(options: Options, context: Context) -> OrtRuntime:
         original = _load_graph(path)
     except Exception as e:  # onnx raises DecodeError and others for unreadable files
         raise UserError(f"onnxruntime cannot load {path}: {e}") from e
+    if not original.graph.input:  # protobuf reads any bytes that happen to parse (an empty file) as an empty model
+        raise UserError(f"{path} is not an ONNX model (its graph has no input): export it again")
     qdq = any(n.op_type == "DequantizeLinear" for n in original.graph.node)
     reduced = qdq or any(i.data_type != 1 for i in original.graph.initializer if i.data_type in _TYPES)
     dims = [_dim(d.dim_value) for d in original.graph.input[0].type.tensor_type.shape.dim]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.contract import NO_GPU, Context, Runtime, cuda_devices, file_sha256, missing_modules
+from evalkit.contract import NO_GPU, Context, Runtime, cuda_devices, file_sha256, missing_modules, safe_name
 from evalkit.errors import UserError, at_least
 from evalkit.runtimes._cuda import Cuda, open_cuda
 
@@ -246,7 +246,7 @@ def open(options: Options, context: Context) -> TrtRuntime:
     key = engine_key(file_sha256(onnx), trt.__version__, gpu, cc, options, shape, precision)
     folder = context.cache_dir / "trt"
     folder.mkdir(parents=True, exist_ok=True)
-    engine_path = folder / f"{context.model.name.replace('/', '_')}-{precision}-{key}.engine"
+    engine_path = folder / f"{safe_name(context.model.name)}-{precision}-{key}.engine"
     sidecar = folder / f"{key}.json"
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)

@@ -6,14 +6,13 @@ Inert (no keys) unless ``dataset.real_labels`` names the real.json.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.contract import K, Classes, DatasetOptions, Scored
+from evalkit.contract import K, Classes, DatasetOptions, Scored, parse_json, read_text
 from evalkit.errors import UserError
 
 #: ILSVRC2012 validation images are named by their 1-based position in the label list
@@ -24,12 +23,11 @@ VAL_IMAGES = 50_000
 def load_labels(path: str) -> list[list[int]]:
     """real.json: 50,000 lists of class indices; anything else is a UserError naming the file."""
     try:
-        labels = json.loads(Path(path).expanduser().read_text())
+        text = read_text(Path(path).expanduser(), "dataset.real_labels")
     except OSError as e:
         raise UserError(f"dataset.real_labels={path}: {e.strerror}") from e
-    except ValueError as e:
-        raise UserError(f"dataset.real_labels={path} is not JSON ({e}); use the real.json of "
-                        "github.com/google-research/reassessed-imagenet") from e
+    labels = parse_json(text, f"dataset.real_labels={path} (use the real.json of "
+                              "github.com/google-research/reassessed-imagenet)")
     if not isinstance(labels, list) or len(labels) != VAL_IMAGES or not all(
             isinstance(row, list) and all(isinstance(c, int) and 0 <= c < 1000 for c in row) for row in labels):
         raise UserError(f"dataset.real_labels={path} is not real.json: expected a list of {VAL_IMAGES} lists of "

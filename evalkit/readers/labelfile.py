@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from evalkit.contract import Classes, DatasetOptions, Sample
+from evalkit.contract import Classes, DatasetOptions, Sample, read_text
 from evalkit.errors import UserError
 from evalkit.readers._common import parse, root_folder
 
@@ -27,8 +27,11 @@ def read(options: Options, classes: Classes) -> list[Sample]:
     labels = Path(options.labels).expanduser()
     if not labels.is_file():
         raise UserError(f"dataset.labels={options.labels}: no such file")
-    lines = labels.read_text().splitlines()
+    lines = read_text(labels, "dataset.labels").splitlines()
     first = next((ln.split()[0] for ln in lines if ln.strip()), "")
-    # PaddleClas lists paths relative to the parent of the image folder ("val/x.JPEG").
-    base = root.parent if first and not (root / first).exists() and (root.parent / first).exists() else root
-    return parse(lines, base, str(labels), classes)
+    # PaddleClas lists paths relative to the parent of the image folder ("val/x.JPEG"): that prefix is matched
+    # and removed, so every path still resolves inside the root, never beside it.
+    prefix = f"{root.name}/"
+    if first.startswith(prefix) and not (root / first).exists():
+        lines = [ln.strip()[len(prefix):] if ln.strip().startswith(prefix) else ln for ln in lines]
+    return parse(lines, root, str(labels), classes)
