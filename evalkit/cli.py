@@ -34,7 +34,12 @@ def _task(cfg: DictConfig) -> None:
             die_with_parent()
         # In a sweep the launcher collects each job's error and the sweep fails at the end (exit 2).
         sweep_dir = Path(hydra_cfg.sweep.dir)
-        run_dir = evaluate(to_object(cfg), sweep=sweep_dir.name)
+        try:
+            run_dir = evaluate(to_object(cfg), sweep=sweep_dir.name)
+        except Exception as e:  # what the gate names for this point; the launcher reports the error itself
+            history.point_failed(sweep_dir, hydra_cfg.job.num, f"{type(e).__name__}: {e}" if not isinstance(
+                e, UserError) else str(e))
+            raise
         # what the gate and resume=true go by: this point of the sweep has its run
         history.point_done(sweep_dir, hydra_cfg.job.num, run_dir)
     else:

@@ -1,4 +1,5 @@
-"""The regression gate: exit 0 when every run passes, 1 when any fails, 2 on bad input.
+"""The regression gate: exit 0 when every run passes, 1 when any fails (or a sweep point has no run), 2 on bad
+input, 3 when nothing failed but some run is unverified: no check applied to it (``--allow-unverified``: 0).
 
 Each run is checked against (a) its published top-1, one-sided, for every reference that
 applies to its recipe, by ``reference.judge`` (a run on fewer images than the reference
@@ -96,6 +97,18 @@ def baseline(runs: pd.DataFrame, run: RunRecord) -> pd.Series | None:
     return None if same.empty else same.iloc[-1]
 
 
+#: a run's outcome: a check failed; none failed and one passed at least; no check applied
+FAIL, PASS, UNVERIFIED = "fail", "pass", "unverified"
+
+
+def outcome(checks: Sequence[Check]) -> str:
+    """``fail`` when any check failed, ``pass`` when at least one passed, else ``unverified``: a run with nothing
+    to be checked against is never green."""
+    if any(c.passed is False for c in checks):
+        return FAIL
+    return PASS if any(c.passed for c in checks) else UNVERIFIED
+
+
 def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[RunRecord, list[Check]]:
     run = record.load(run_dir)
     top1 = run.metrics["top1"]
@@ -146,14 +159,23 @@ def junit(results: list[tuple[RunRecord, list[Check]]], path: Path, missing: Seq
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def counts(results: list[tuple[RunRecord, list[Check]]], missing: Sequence[str] = ()) -> str:
+    """``2 pass, 1 fail, 3 unverified (of 6 runs); 1 sweep point without a run``."""
+    found = [outcome(checks) for _, checks in results]
+    said = f"{found.count(PASS)} pass, {found.count(FAIL)} fail, {found.count(UNVERIFIED)} unverified (of {len(found)} runs)"
+    return said + (f"; {len(missing)} sweep point(s) without a run" if missing else "")
+
+
 def markdown(results: list[tuple[RunRecord, list[Check]]], missing: Sequence[str] = ()) -> str:
-    lines = ["| model | runtime | precision | top-1 | check | result | detail |", "|---|---|---|---|---|---|---|"]
+    lines = [f"**gate: {counts(results, missing)}**", "",
+             "| model | runtime | precision | top-1 | outcome | check | result | detail |",
+             "|---|---|---|---|---|---|---|---|"]
     for run, checks in results:
         for c in checks:
             result = {True: "pass", False: "**FAIL**", None: c.no_verdict}[c.passed]
             lines.append(f"| {run.model_name} | {run.runtime_name} | {run.precision} "
-                         f"| {run.metrics['top1']:.3f} | {c.name} | {result} | {c.detail} |")
-    lines += [f"| | | | | sweep point | **FAIL** | {point}: no run |" for point in missing]
+                         f"| {run.metrics['top1']:.3f} | {outcome(checks)} | {c.name} | {result} | {c.detail} |")
+    lines += [f"| | | | | fail | sweep point | **FAIL** | {point}: no run |" for point in missing]
     return "\n".join(lines) + "\n"
 
 
@@ -163,9 +185,8 @@ def gate(run_dirs: list[Path], db: Path, cfg: GateConfig) -> list[tuple[RunRecor
     checked = datetime.now(timezone.utc).isoformat()
     for run_dir in run_dirs:
         run, checks = check(run_dir, runs, cfg)
-        passed = all(c.passed is not False for c in checks)
-        history.add_verdict(db, run_dir, {"run_id": run.id, "checked": checked, "passed": passed,
-                                          "checks": [c.__dict__ for c in checks]})
+        history.add_verdict(db, run_dir, {"run_id": run.id, "checked": checked, "passed": outcome(checks) != FAIL,
+                                          "outcome": outcome(checks), "checks": [c.__dict__ for c in checks]})
         results.append((run, checks))
     return results
 
@@ -211,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="gate tolerances (YAML); default conf/gate/default.yaml")
     parser.add_argument("--junit", help="write a JUnit XML report here")
     parser.add_argument("--markdown", help="write a Markdown summary here")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="exit 0, not 3, when nothing failed but some run had nothing to be checked against")
     args = parser.parse_args(argv)
 
     def run() -> int:
@@ -226,12 +249,19 @@ def main(argv: list[str] | None = None) -> None:
             junit(results, Path(args.junit), missing)
         if args.markdown:
             Path(args.markdown).write_text(summary)
-        failed = [run.id for run, checks in results if any(c.passed is False for c in checks)]
-        print(f"gate: {len(results) - len(failed)} of {len(results)} runs pass" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        failed = [run.id for run, checks in results if outcome(checks) == FAIL]
+        unverified = [run.id for run, checks in results if outcome(checks) == UNVERIFIED]
+        print(f"gate: {counts(results, missing)}" + (f"; failed: {', '.join(failed)}" if failed else ""))
         if missing:
             print(f"gate: no run of {'; '.join(missing)}. Run the sweep's command again with resume=true to run "
                   "only what is missing")
-        return 1 if failed or missing else 0
+        if failed or missing:
+            return 1
+        if unverified and not args.allow_unverified:
+            print(f"gate: nothing failed, but nothing could be checked for {', '.join(unverified)} (no published "
+                  "number applies and no earlier run to compare with): exit 3; --allow-unverified accepts that")
+            return 3
+        return 0
 
     sys.exit(exit_on_user_error(run))
 

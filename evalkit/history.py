@@ -135,11 +135,22 @@ class Sweep:
                 found[int(marker.stem)] = run_dir
         return found
 
+    def failed(self) -> dict[int, str]:
+        """Point -> the first line of the error that stopped it, for the points that recorded one."""
+        return {int(marker.stem): json.loads(marker.read_text())["error"]
+                for marker in (self.dir / "failed").glob("*.json")}
+
     def missing(self) -> list[str]:
-        """The points without a run, each named by its overrides and its SLURM job."""
-        done = self.completed()
-        return [f"point {n} ({point_label(self.points, n)}; SLURM job {self.jobs.get(n, 'not submitted')})"
-                for n in sorted(self.points) if n not in done]
+        """The points without a run, each named by its overrides, its SLURM job, and the error that stopped it."""
+        done, failed = self.completed(), self.failed()
+        named = []
+        for n in sorted(self.points):
+            if n in done:
+                continue
+            job = f"; SLURM job {self.jobs[n]}" if n in self.jobs else ""
+            named.append(f"point {n} ({point_label(self.points, n)}{job})"
+                         + (f": {failed[n]}" if n in failed else ""))
+        return named
 
 
 def point_label(points: dict[int, list[str]], point: int) -> str:
@@ -169,10 +180,16 @@ def plan_sweep(sweep_dir: Path, points: dict[int, list[str]], jobs: dict[int, st
 def point_done(sweep_dir: Path, point: int, run_dir: Path) -> None:
     """Called by a point's job once its run directory has landed."""
     _write_json(sweep_dir / "done" / f"{point}.json", {"run": str(run_dir.resolve())})
+    (sweep_dir / "failed" / f"{point}.json").unlink(missing_ok=True)
+
+
+def point_failed(sweep_dir: Path, point: int, error: str) -> None:
+    """Called when a point stops without a run (refused by the preflight, bad input, a crash): what the gate says."""
+    _write_json(sweep_dir / "failed" / f"{point}.json", {"error": (error.strip().splitlines() or ["failed"])[0]})
 
 
 def load_sweep(sweep_dir: Path) -> Sweep | None:
-    """The sweep's plan, or None for a sweep that recorded none (not launched through evalkit.slurm)."""
+    """The sweep's plan, or None for a sweep that recorded none (launched before sweeps recorded their points)."""
     path = sweep_dir / "points.json"
     if not path.is_file():
         return None

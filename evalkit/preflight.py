@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from evalkit import dataset as datasets
-from evalkit import weights
+from evalkit import history, weights
 from evalkit.commands import exit_on_user_error
 from evalkit.config import Config, to_object
 from evalkit.errors import UserError
@@ -81,31 +81,30 @@ def sweep_points(config: DictConfig) -> list[list[str]]:
     return [point for batch in BasicSweeper.split_arguments(overrides, None) for point in batch]
 
 
-def check_sweep(points: Iterable[list[str]], compose: Any) -> None:
-    """Compose every point (``compose(overrides) -> DictConfig``) and refuse the sweep if any lacks something."""
-    found: dict[str, list[str]] = OrderedDict()
+def check_sweep(points: list[list[str]], compose: Any) -> dict[int, list[str]]:
+    """Compose every point (``compose(overrides) -> DictConfig``): point number -> what it lacks (empty: ready)."""
+    found: dict[int, list[str]] = {}
     datasets_seen: dict[str, list[str]] = {}
-    points = list(points)
-    values: dict[str, set[str]] = {}
-    for overrides in points:
-        for override in overrides:
-            key, _, value = override.partition("=")
-            values.setdefault(key, set()).add(value)
-    for overrides in points:  # a point is named by what varies across the sweep
-        label = " ".join(o for o in overrides if len(values[o.partition("=")[0]]) > 1) or " ".join(overrides)
+    for number, overrides in enumerate(points):
         try:
             cfg = to_object(compose(overrides))
         except UserError as e:
-            found.setdefault(str(e), []).append(label)
+            found[number] = [str(e)]
             continue
-        for problem in problems(cfg):
-            found.setdefault(problem, []).append(label)
         key = repr(cfg.dataset)
         if key not in datasets_seen:
             datasets_seen[key] = _said(lambda: datasets.load(cfg.dataset))
-        for problem in datasets_seen[key]:
-            found.setdefault(problem, []).append(label)
-    refuse(found, len(points))
+        found[number] = problems(cfg) + datasets_seen[key]
+    return found
+
+
+def refuse_sweep(points: list[list[str]], found: dict[int, list[str]]) -> None:
+    """One UserError listing each problem once, with the points it stops (named by what varies in the sweep)."""
+    by_problem: dict[str, list[str]] = OrderedDict()
+    for number, said in found.items():
+        for problem in said:
+            by_problem.setdefault(problem, []).append(history.point_label(dict(enumerate(points)), number))
+    refuse(by_problem, len(points))
 
 
 class Preflight(Callback):
@@ -114,7 +113,15 @@ class Preflight(Callback):
     message, exit code 2), as any user error does."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Record the sweep's points before any runs (the gate names a point that never ran, whatever the launcher),
+        then check them; a refused point is recorded as failed with its first problem."""
         from hydra import compose
 
-        exit_on_user_error(lambda: check_sweep(
-            sweep_points(config), lambda overrides: compose(config_name="config", overrides=overrides)))
+        points = sweep_points(config)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        history.plan_sweep(sweep_dir, dict(enumerate(points)), {})
+        found = check_sweep(points, lambda overrides: compose(config_name="config", overrides=overrides))
+        for number, said in found.items():
+            if said:
+                history.point_failed(sweep_dir, number, said[0])
+        exit_on_user_error(lambda: refuse_sweep(points, found))
