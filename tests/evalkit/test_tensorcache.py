@@ -56,11 +56,11 @@ def unverified(cache: TensorCache) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def intact(sample_root, lite0_onnx, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    """(the folder of a whole cache of the 12 photos, the predictions of the cold run that made it)."""
+def intact(sample_root, lite0_onnx, tmp_path_factory) -> tuple[Path, pd.DataFrame, dict]:
+    """(the folder of a whole cache of the 12 photos, the predictions and run.json of the cold run that made it)."""
     tmp = tmp_path_factory.mktemp("intact")
-    _, predictions = run(lite0_onnx, sample_root, tmp / "tensors", tmp / "results")
-    return tmp / "tensors", predictions
+    record, predictions = run(lite0_onnx, sample_root, tmp / "tensors", tmp / "results")
+    return tmp / "tensors", predictions, record
 
 
 @pytest.fixture
@@ -103,6 +103,7 @@ def test_a_damaged_cache_is_repaired_and_said_so_never_scored(damage, intact, ca
     record, predictions = run(lite0_onnx, sample_root, cache, tmp_path / "results")
 
     assert predictions.equals(intact[1])
+    assert record["dataset"]["content_fingerprint"] == intact[2]["dataset"]["content_fingerprint"]
     said = f"tensor cache repaired: {repaired} damaged row(s)"
     assert f"WARNING: {said}" in capsys.readouterr().err
     assert [w for w in record["warnings"] if said in w]
