@@ -90,9 +90,7 @@ class TensorCache:
                 self.digest, self.check = st["digest"].copy(), st["check"].copy()
         except (OSError, ValueError, KeyError):
             return  # a damaged state file: every row is made again
-        whole_rows = self.data.stat().st_size // self.row_bytes
-        cut = self.done.copy()
-        cut[:whole_rows] = False
+        cut = self.done & (np.arange(self.n) >= self.data.stat().st_size // self.row_bytes)
         self.done[cut] = False
         self.repaired += int(cut.sum())
 
