@@ -42,6 +42,8 @@ class Outcome:
     logits: np.ndarray | None
     #: images that could not be used and were counted wrong (dataset.bad_images=count_wrong): id -> reason
     bad: dict[str, str] = field(default_factory=dict)
+    #: tensor-cache rows that failed verification and were prepared again from their images
+    repaired: int = 0
 
 
 def content_fingerprint(samples: list[Sample], digests: np.ndarray) -> str:
@@ -103,7 +105,8 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
             checkpoint.flush()
         prepared.close()
     return Outcome(scorer, prepared.digest.copy(), np.concatenate(kept) if keep_logits and kept else None,
-                   {samples[i].id: reason for i, reason in sorted(prepared.bad.items())})
+                   {samples[i].id: reason for i, reason in sorted(prepared.bad.items())},
+                   prepared.repaired if isinstance(prepared, Prepared) else 0)
 
 
 @dataclass

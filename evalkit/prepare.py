@@ -20,7 +20,7 @@ import numpy as np
 from evalkit.contract import Recipe
 from evalkit.dataset import Sample
 from evalkit.errors import UserError
-from evalkit.tensorcache import TensorCache
+from evalkit.tensorcache import TensorCache, row_checksum, write_row
 from evalkit.workers import default_workers
 from evalkit.workers import pool as workers_pool
 
@@ -62,11 +62,12 @@ def ordered(samples: list[Sample], fn: Callable[[bytes], np.ndarray], workers: i
 
 
 def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn: Callable[[bytes], np.ndarray],
-               items: list[tuple[int, Sample]], tolerate: bool) -> list[tuple[int, Any, Any]]:
+               items: list[tuple[int, Sample]], tolerate: bool) -> list[tuple[int, Any, Any, Any]]:
     """In a worker process: decode and prepare images, write their pixels into the cache file.
 
-    Returns (index, file stat, sha256) per image, or (index, None, reason) for an unusable image
-    when ``tolerate``; otherwise an unusable image raises. The stat is the archive's for a member.
+    Returns (index, file stat, sha256, row checksum) per image, or (index, None, reason, None) for an
+    unusable image when ``tolerate``; otherwise an unusable image raises. The stat is the archive's for a
+    member. A row that cannot be written whole raises: none of this call's rows is marked done.
     """
     fd = os.open(data_file, os.O_WRONLY)
     try:
@@ -79,14 +80,19 @@ def _make_rows(data_file: str, row_bytes: int, shape: tuple[int, ...], pixels_fn
             except (OSError, UserError) as e:
                 reason = f"cannot read: {_reason(e)}" if isinstance(e, OSError) else str(e)
                 if tolerate:
-                    made.append((index, None, reason))
+                    made.append((index, None, reason, None))
                     continue
                 raise UserError(f"{_where(sample)}: {reason}; remove or replace the image, "
                                 "or set dataset.bad_images=count_wrong") from e
             if pixels.shape != shape:
                 raise AssertionError(f"recipe made {pixels.shape} for {_where(sample)}, expected {shape}")
-            os.pwrite(fd, pixels.tobytes(), index * row_bytes)
-            made.append((index, stat, hashlib.sha256(data).digest()))
+            row = pixels.tobytes()
+            try:
+                write_row(fd, row, index * row_bytes)
+            except OSError as e:
+                raise UserError(f"cannot write the tensor cache {data_file}: {_reason(e)}; free space there, "
+                                "set cache.dir to another disk, or cache.enabled=false") from e
+            made.append((index, stat, hashlib.sha256(data).digest(), row_checksum(row)))
         return made
     finally:
         os.close(fd)
@@ -102,6 +108,7 @@ class Prepared:
     def __init__(self, samples: list[Sample], recipe: Recipe, cache_dir: Path | None, workers: int = 0,
                  bad_images: str = "fail", chunk: int = 8) -> None:
         self.recipe, self.samples = recipe, samples
+        self.tolerate = bad_images == "count_wrong"
         #: images that could not be used (bad_images=count_wrong): index -> reason
         self.bad: dict[int, str] = {}
         self.temporary = tempfile.TemporaryDirectory(prefix="evalkit-") if cache_dir is None else None
@@ -113,7 +120,7 @@ class Prepared:
             items = [(i, samples[i]) for i in todo[start:start + chunk]]
             self.pending.append((items[0][0], self.pool.submit(
                 _make_rows, str(self.cache.data), self.cache.row_bytes, self.cache.shape, recipe.pixels_fn, items,
-                bad_images == "count_wrong")))
+                self.tolerate)))
         self.reader = os.open(self.cache.data, os.O_RDONLY)
 
     def batch(self, lo: int, hi: int, normalize: bool = True) -> np.ndarray:
@@ -121,14 +128,39 @@ class Prepared:
         with ``normalize`` false, their uint8 pixels (for a runtime that normalises on its device)."""
         # chunks are in sample order: every chunk that starts before hi may hold a row of this batch
         while self.pending and self.pending[0][0] < hi:
-            for index, stat, digest in self.pending.popleft()[1].result():
-                if stat is None:
-                    self.bad[index] = digest
-                else:
-                    self.cache.mark(index, stat, digest)
-        blank = np.zeros(self.cache.shape, np.uint8)
-        rows = (blank if i in self.bad else self.cache.read(self.reader, i) for i in range(lo, hi))
-        return np.stack([self.recipe.normalize(row) for row in rows] if normalize else list(rows))
+            self._take(self.pending.popleft()[1].result())
+        rows = [self._row(i) for i in range(lo, hi)]
+        return np.stack([self.recipe.normalize(row) for row in rows] if normalize else rows)
+
+    def _take(self, made: list[tuple[int, Any, Any, Any]]) -> None:
+        """Record rows a ``_make_rows`` call wrote (or the images it could not use)."""
+        for index, stat, digest, check in made:
+            if stat is None:
+                self.bad[index] = digest
+            else:
+                self.cache.mark(index, stat, digest, check)
+
+    def _row(self, i: int) -> np.ndarray:
+        """Row i, verified; one that fails verification is made again here, from its image."""
+        if i in self.bad:
+            return np.zeros(self.cache.shape, np.uint8)
+        row = self.cache.read(self.reader, i)
+        if row is not None:
+            return row
+        self._take(_make_rows(str(self.cache.data), self.cache.row_bytes, self.cache.shape, self.recipe.pixels_fn,
+                              [(i, self.samples[i])], self.tolerate))
+        if i in self.bad:
+            return np.zeros(self.cache.shape, np.uint8)
+        row = self.cache.read(self.reader, i)
+        if row is None:
+            raise UserError(f"tensor cache {self.cache.data}: row {i} reads back other than it was written; "
+                            "check that disk, or set cache.enabled=false")
+        return row
+
+    @property
+    def repaired(self) -> int:
+        """Rows the cache held marked done that failed verification and were made again."""
+        return self.cache.repaired
 
     @property
     def digest(self) -> np.ndarray:

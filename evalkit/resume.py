@@ -164,4 +164,4 @@ def combine(samples: list, todo: list, new: pipeline.Outcome, prior: dict, done:
     scorer.background_class = new.scorer.background_class if todo else None
     saved_bad = {i: reason for i, reason in zip(prior["ids"], prior.get("bad", ())) if reason}
     bad = {s.id: saved_bad.get(s.id) or new.bad[s.id] for s in samples if s.id in saved_bad or s.id in new.bad}
-    return pipeline.Outcome(scorer, digests, logits, bad)
+    return pipeline.Outcome(scorer, digests, logits, bad, new.repaired)

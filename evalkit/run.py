@@ -137,6 +137,9 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
                                 f"(dataset.bad_images=count_wrong), e.g. {first[0]}: {first[1]}")
+            if outcome.repaired:
+                warnings.append(f"tensor cache repaired: {outcome.repaired} damaged row(s) (cut off, or failing their "
+                                "checksum) prepared again from their images")
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
