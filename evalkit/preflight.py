@@ -107,20 +107,36 @@ def refuse_sweep(points: list[list[str]], found: dict[int, list[str]]) -> None:
     refuse(by_problem, len(points))
 
 
+class CallbackFailed(BaseException):
+    """A bug in the sweep's preflight, carried past Hydra's callback wrapper (which catches ``Exception``)."""
+
+
 class Preflight(Callback):
     """Hydra callback (``hydra.callbacks.preflight`` in conf/config.yaml): checks every point of a sweep before
     the launcher starts one. Hydra turns a callback's exception into a warning, so a refusal exits here (one
     message, exit code 2), as any user error does."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._check(config)
+        except Exception as e:  # Hydra would turn a bug here into a warning and run the sweep unchecked
+            raise CallbackFailed(e) from e
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
         """Record the sweep's points before any runs (the gate names a point that never ran, whatever the launcher),
         then check them; a refused point is recorded as failed with its first problem."""
         from hydra import compose
 
         points = sweep_points(config)
         sweep_dir = Path(config.hydra.sweep.dir)
-        history.plan_sweep(sweep_dir, dict(enumerate(points)), {})
-        found = check_sweep(points, lambda overrides: compose(config_name="config", overrides=overrides))
+        # the user's config folders (hydra.searchpath) are where the points' options come from
+        search = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0] == "hydra.searchpath"]
+        found = check_sweep(points, lambda overrides: compose(config_name="config", overrides=[*search, *overrides]))
+        refused = any(found.values())
+        # evalkit's SLURM launcher records its points itself, with their jobs (and finds them again on resume=true)
+        if refused or "SlurmLauncher" not in str(OmegaConf.select(config, "hydra.launcher._target_")):
+            history.plan_sweep(sweep_dir, dict(enumerate(points)), {})
         for number, said in found.items():
             if said:
                 history.point_failed(sweep_dir, number, said[0])

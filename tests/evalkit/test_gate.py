@@ -78,10 +78,13 @@ def test_200_images_are_not_comparable_unless_significantly_worse(ort_run, sampl
     results = tmp_path / "results"
     correct = shutil.copytree(Path(run["config"]["results"]["dir"]) / run["id"], results / run["id"])
     passed = run_gate("--results", str(results), str(correct), "--junit", str(tmp_path / "a.xml"), cwd=tmp_path)
-    assert passed.returncode == 0, passed.stdout + passed.stderr
+    # nothing failed, and nothing could be checked: unverified, never green
+    assert passed.returncode == 3, passed.stdout + passed.stderr
+    assert "gate: 0 pass, 0 fail, 1 unverified (of 1 runs)" in passed.stdout
+    assert run_gate("--results", str(results), str(correct), "--allow-unverified", cwd=tmp_path).returncode == 0
     lo, hi = run["metrics"]["top1_ci95"]
     interval = f"not comparable (n=200, 95 % CI {lo:.3f}–{hi:.3f})"
-    assert f"| 90.000 | reference timm | not comparable | {interval}: top-1 90.000 on 200 images vs published 74.830" \
+    assert f"| 90.000 | unverified | reference timm | not comparable | {interval}: top-1 90.000 on 200 images vs published 74.830" \
         in passed.stdout
     cases = ET.parse(tmp_path / "a.xml").iter("testcase")
     (skipped,) = [c.find("skipped") for c in cases if c.get("name") == "reference timm"]
@@ -125,16 +128,18 @@ def test_a_sweep_point_without_a_run_fails_the_gate_by_name(tmp_path):
     results = sweep_dir.parent.parent
     failed = run_gate("--results", str(results), "--last-sweep", "--junit", str(tmp_path / "a.xml"), cwd=tmp_path)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert "gate: 2 of 2 runs pass" in failed.stdout
+    assert "gate: 0 pass, 0 fail, 2 unverified (of 2 runs); 1 sweep point(s) without a run" in failed.stdout
     assert "gate: no run of point 2 (runtime.batch_size=4; SLURM job 7_2)" in failed.stdout
     suite = ET.parse(tmp_path / "a.xml").getroot().find("testsuite")
     assert [c.find("failure").get("message") for c in suite.iter("testcase") if c.find("failure") is not None] == [
         "point 2 (runtime.batch_size=4; SLURM job 7_2): no run"]
 
     run_point(sweep_dir, points, 2)
+    # runs 1 and 2 now have an earlier run to be checked against; run 0, the first, has none
     passed = run_gate("--results", str(results), "--last-sweep", cwd=tmp_path)
-    assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "gate: 3 of 3 runs pass" in passed.stdout and "no run" not in passed.stdout
+    assert passed.returncode == 3, passed.stdout + passed.stderr
+    assert "gate: 2 pass, 0 fail, 1 unverified (of 3 runs)" in passed.stdout and "no run" not in passed.stdout
+    assert run_gate("--results", str(results), "--last-sweep", "--allow-unverified", cwd=tmp_path).returncode == 0
 
 
 def test_the_last_sweep_is_one_whose_every_point_failed_not_the_one_before(tmp_path):
@@ -146,6 +151,6 @@ def test_the_last_sweep_is_one_whose_every_point_failed_not_the_one_before(tmp_p
     history.plan_sweep(later, points, {n: f"8_{n}" for n in points})
     failed = run_gate("--results", str(sweep_dir.parent.parent), "--last-sweep", cwd=tmp_path)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert "gate: 0 of 0 runs pass" in failed.stdout
+    assert "gate: 0 pass, 0 fail, 0 unverified (of 0 runs); 2 sweep point(s) without a run" in failed.stdout
     assert ("no run of point 0 (runtime.batch_size=1; SLURM job 8_0); point 1 (runtime.batch_size=2; SLURM job 8_1)"
             in failed.stdout)
