@@ -4,11 +4,13 @@ input, 3 when nothing failed but some run is unverified: no check applied to it 
 Each run is checked against (a) its published top-1, one-sided, for every reference that
 applies to its recipe, by ``reference.judge`` (a run on fewer images than the reference
 fails only when its 95 % CI of top-1 lies below it, otherwise it is "not comparable",
-which is no failure), and (b) the last run of the same model, runtime, precision, recipe
-and sample list that passed the gate: a top-1 drop beyond tolerance, or more per-image
-top-1 changes than allowed, fails. Tolerances come per model/runtime/precision from the
-gate config. Writes a JUnit XML and a Markdown summary, and records each verdict. A sweep
-that recorded its points (launched on SLURM) also fails for each point without a run.
+which is no failure); (b) its baseline, the last run of the same model, runtime, precision
+and sample list that no gate failed (or that ``--accept`` named), whatever its recipe: a
+top-1 drop beyond tolerance, or more per-image top-1 changes than allowed, fails, and a
+changed recipe is named; (c) for fp16/bf16/int8, the fp32 run of the same model, runtime,
+recipe and samples (``precision_drop``). Tolerances come from the gate config. Writes a
+JUnit XML and a Markdown summary, and records each verdict. A sweep's recorded points
+without a run fail too, each named with the error that stopped it.
 
     python -m evalkit.gate --last-sweep --junit gate.xml --markdown gate.md
     python -m evalkit.gate results/<run> results/<run> --config my-gate.yaml
@@ -29,7 +31,7 @@ from typing import Optional, Sequence
 import pandas as pd
 from omegaconf import OmegaConf
 
-from evalkit import history, record, reference
+from evalkit import compare, history, record, reference
 from evalkit.errors import UserError
 from evalkit.record import RunRecord
 
@@ -54,6 +56,9 @@ class GateConfig:
     drop: float = 0.1
     #: images whose top-1 prediction may differ from the last passing run
     max_flips: int = 25
+    #: points a reduced-precision run's top-1 may sit below the fp32 run of the same model, runtime, recipe and
+    #: samples (from the same sweep, or the latest one)
+    precision_drop: dict[str, float] = field(default_factory=lambda: {"fp16": 0.3, "bf16": 0.3, "int8": 1.0})
     #: later rules win over earlier ones
     rules: list[Rule] = field(default_factory=list)
 
@@ -87,14 +92,49 @@ def limits(cfg: GateConfig, model: str, runtime: str, precision: str) -> dict[st
     return found
 
 
-def baseline(runs: pd.DataFrame, run: RunRecord) -> pd.Series | None:
-    """The latest earlier run of the same model/runtime/precision/recipe/sample list that passed the gate."""
+def _same(runs: pd.DataFrame, run: RunRecord, *keys: str) -> pd.DataFrame:
+    """The other runs that share ``keys`` (history columns) with ``run``."""
     r = history.row(run, Path("."))
-    same = runs[(runs["model"] == r["model"]) & (runs["runtime"] == r["runtime"]) & (runs["precision"] == r["precision"])
-                & (runs["recipe_fingerprint"] == r["recipe_fingerprint"])
-                & (runs["list_fingerprint"] == r["list_fingerprint"]) & (runs["id"] != r["id"])
-                & (runs["created"] < r["created"]) & (runs["passed"] == 1)]
+    chosen = runs["id"] != r["id"]
+    for key in keys:
+        chosen &= runs[key] == r[key]
+    return runs[chosen]
+
+
+def baseline(runs: pd.DataFrame, run: RunRecord) -> pd.Series | None:
+    """The latest earlier run of the same model, runtime, precision and sample list that no gate failed (it passed,
+    was unverified, or a person accepted it with ``--accept``), whatever its recipe: a recipe change is what a
+    regression check must catch, not a reason to have nothing to compare with."""
+    same = _same(runs, run, "model", "runtime", "precision", "list_fingerprint")
+    same = same[(same["created"] < run.created) & (same["passed"] == 1)]
     return None if same.empty else same.iloc[-1]
+
+
+def fp32_counterpart(runs: pd.DataFrame, run: RunRecord) -> pd.Series | None:
+    """For a reduced-precision run, the fp32 run of the same model, runtime, recipe and samples: from its own sweep,
+    else the latest."""
+    if run.precision == record.DEFAULT_PRECISION:
+        return None
+    same = _same(runs, run, "model", "runtime", "recipe_fingerprint", "list_fingerprint")
+    same = same[same["precision"] == record.DEFAULT_PRECISION]
+    in_sweep = same[same["sweep"] == run.sweep] if run.sweep else same.iloc[:0]
+    chosen = in_sweep if not in_sweep.empty else same
+    return None if chosen.empty else chosen.iloc[-1]
+
+
+def recipe_change(before: RunRecord, after: RunRecord) -> str:
+    """``recipe changed: crop_pct 0.875 -> 1.0, interpolation bicubic -> bilinear`` (empty when the same)."""
+    a, b = before.recipe.get("params", {}), after.recipe.get("params", {})
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return ("recipe changed: " + ", ".join(f"{k} {a.get(k)} -> {b.get(k)}" for k in changed)) if changed else ""
+
+
+def paired(run_dir: Path, other: Path) -> tuple[int, float, float]:
+    """(images whose top-1 differs, top-1 agreement in percent, McNemar's exact p) of two runs, image by image."""
+    ours = pd.read_csv(run_dir / "predictions.csv").set_index("id")["pred1"]
+    theirs = pd.read_csv(other / "predictions.csv").set_index("id")["pred1"].reindex(ours.index)
+    flips = int((ours != theirs).sum())
+    return flips, 100.0 * (1 - flips / max(len(ours), 1)), compare.mcnemar(run_dir, other)["p_value"]
 
 
 #: a run's outcome: a check failed; none failed and one passed at least; no check applied
@@ -126,16 +166,27 @@ def check(run_dir: Path, runs: pd.DataFrame, cfg: GateConfig) -> tuple[RunRecord
         checks.append(Check("reference", None, "no published number applies to this recipe"))
     base = baseline(runs, run)
     if base is None:
-        checks.append(Check("history", None, "no earlier passing run of this model/runtime/recipe/sample list"))
+        checks.append(Check("history", None, "no earlier run of this model/runtime/precision/sample list that no "
+                                              "gate failed"))
     else:
+        changed = recipe_change(record.load(base["path"]), run)
+        since = f"run {base['id']}" + (f" ({changed})" if changed else "")
         drop = base["top1"] - top1
+        flips, _, p = paired(run_dir, Path(base["path"]))
         checks.append(Check("history top-1", drop <= lim["drop"] + 1e-9,
-                            f"top-1 {top1:.3f} vs {base['top1']:.3f} in run {base['id']} (drop allowed {lim['drop']:g})"))
-        ours = pd.read_csv(run_dir / "predictions.csv").set_index("id")["pred1"]
-        theirs = pd.read_csv(Path(base["path"]) / "predictions.csv").set_index("id")["pred1"]
-        flips = int((ours != theirs.reindex(ours.index)).sum())
+                            f"top-1 {top1:.3f} vs {base['top1']:.3f} in {since} (drop allowed {lim['drop']:g}; "
+                            f"McNemar p={p:.3g})"))
         checks.append(Check("history flips", flips <= lim["max_flips"],
-                            f"{flips} images changed top-1 since run {base['id']} (allowed {lim['max_flips']})"))
+                            f"{flips} images changed top-1 since {since} (allowed {lim['max_flips']})"))
+    fp32 = fp32_counterpart(runs, run)
+    allowed = cfg.precision_drop.get(run.precision)
+    if fp32 is not None and allowed is not None:
+        delta = top1 - fp32["top1"]
+        _, agree, p = paired(run_dir, Path(fp32["path"]))
+        checks.append(Check(f"{run.precision} vs fp32", -delta <= allowed + 1e-9,
+                            f"{run.precision} top-1 {top1:.3f} vs fp32 {fp32['top1']:.3f} (run {fp32['id']}): "
+                            f"{delta:+.3f} points (allowed -{allowed:g}), top-1 agreement {agree:.1f} %, "
+                            f"McNemar p={p:.3g}"))
     return run, checks
 
 
@@ -191,6 +242,15 @@ def gate(run_dirs: list[Path], db: Path, cfg: GateConfig) -> list[tuple[RunRecor
     return results
 
 
+def accept(run_dir: Path, db: Path) -> RunRecord:
+    """A person's word that this run is the one to compare later runs with: a verdict that counts as passed."""
+    run = record.load(run_dir)
+    history.add(db, run_dir)
+    history.add_verdict(db, run_dir, {"run_id": run.id, "checked": datetime.now(timezone.utc).isoformat(),
+                                      "passed": True, "outcome": "accepted", "checks": []})
+    return run
+
+
 def _select(args: argparse.Namespace, results: Path) -> tuple[list[Path], list[str]]:
     """The run directories to gate, and the points of their sweep that have no run."""
     if args.runs:
@@ -232,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="gate tolerances (YAML); default conf/gate/default.yaml")
     parser.add_argument("--junit", help="write a JUnit XML report here")
     parser.add_argument("--markdown", help="write a Markdown summary here")
+    parser.add_argument("--accept", metavar="RUN",
+                        help="accept this run directory as the baseline of its model/runtime/precision/sample list "
+                             "(e.g. after an intended recipe change), and exit")
     parser.add_argument("--allow-unverified", action="store_true",
                         help="exit 0, not 3, when nothing failed but some run had nothing to be checked against")
     args = parser.parse_args(argv)
@@ -241,6 +304,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.config and not Path(args.config).is_file():
             raise UserError(f"--config {args.config}: no such file")
         cfg = load_config(Path(args.config) if args.config else None)
+        if args.accept:
+            accepted = accept(Path(args.accept), db)
+            print(f"gate: run {accepted.id} accepted as the baseline of {accepted.model_name} / "
+                  f"{accepted.runtime_name} / {accepted.precision} on its sample list")
+            return 0
         run_dirs, missing = _select(args, Path(args.results))
         results = gate(run_dirs, db, cfg)
         summary = markdown(results, missing)

@@ -10,8 +10,8 @@ has landed, ``done/<point>.json``: what the gate needs to name a point without a
 ``resume=true`` to run only those.
 
     python -m evalkit.history rebuild [--results results]
-    python -m evalkit.history list [--results results]
-    python -m evalkit.history plot --out trend.png [--results results]
+    python -m evalkit.history list [--results results] [--model M --runtime R --precision P --samples FP --since DATE]
+    python -m evalkit.history plot --out trend.png [--results results] [the same filters]
 """
 
 from __future__ import annotations
@@ -106,11 +106,22 @@ def rebuild(results: Path, db: Path) -> int:
 def runs(db: Path) -> pd.DataFrame:
     """All runs, oldest first, with ``passed`` = the latest gate verdict (NaN where never gated)."""
     if not db.is_file():
-        return pd.DataFrame(columns=[*COLUMNS, "passed"])
+        return pd.DataFrame(columns=[*COLUMNS, "passed", "verdict"])
     with closing(connect(db)) as conn:
-        return pd.read_sql_query(
-            """SELECT r.*, (SELECT passed FROM verdicts v WHERE v.run_id = r.id ORDER BY checked DESC LIMIT 1) AS passed
+        frame = pd.read_sql_query(
+            """SELECT r.*, (SELECT passed FROM verdicts v WHERE v.run_id = r.id ORDER BY checked DESC LIMIT 1) AS passed,
+                      (SELECT report FROM verdicts v WHERE v.run_id = r.id ORDER BY checked DESC LIMIT 1) AS report
                FROM runs r ORDER BY created""", conn)
+    frame["verdict"] = [verdict_word(passed, report) for passed, report in zip(frame["passed"], frame["report"])]
+    return frame.drop(columns="report")
+
+
+def verdict_word(passed: Any, report: str | None) -> str:
+    """The latest gate verdict in words: pass, fail, unverified, accepted, or "not gated"."""
+    if not isinstance(report, str):  # no verdict: SQL NULL, NaN in pandas
+        return "not gated"
+    found = json.loads(report).get("outcome")
+    return found or ("pass" if passed == 1 else "fail")
 
 
 @dataclass
@@ -213,27 +224,57 @@ def last_sweep(frame: pd.DataFrame, results: Path) -> str | None:
     return max(times, key=times.get) if times else None
 
 
+def select(frame: pd.DataFrame, model: str | None = None, runtime: str | None = None, precision: str | None = None,
+           samples: str | None = None, since: str | None = None) -> pd.DataFrame:
+    """The runs matching every filter given: exact names, a sample-list fingerprint prefix, created on or after
+    ``since`` (an ISO date)."""
+    chosen = frame
+    for column, value in (("model", model), ("runtime", runtime), ("precision", precision)):
+        if value is not None:
+            chosen = chosen[chosen[column] == value]
+    if samples is not None:
+        chosen = chosen[chosen["list_fingerprint"].str.startswith(samples)]
+    if since is not None:
+        chosen = chosen[pd.to_datetime(chosen["created"], utc=True) >= pd.Timestamp(since, tz="UTC")]
+    return chosen
+
+
+#: what one trend line holds: runs comparable with each other
+SERIES = ["model", "runtime", "precision", "list_fingerprint"]
+
+
+def series_label(model: str, runtime: str, precision: str, samples: str, n: int) -> str:
+    return f"{model} / {runtime} {precision} / samples {samples[:8]} (n={n})"
+
+
+def trend_series(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The lines of the trend plot: label -> its runs (created, top1, id), oldest first; shards left out."""
+    frame = frame[frame["shard"].isna()]
+    return {series_label(model, runtime, precision, samples, int(group["n"].iloc[-1])):
+            group[["created", "top1", "id"]].reset_index(drop=True)
+            for (model, runtime, precision, samples), group in frame.groupby(SERIES)}
+
+
 def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
-    """Top-1 over time, one line per model/runtime/precision."""
+    """Top-1 over time, one line per model, runtime, precision and sample list (runs on other images are not one
+    line), with n in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = frame[frame["shard"].isna()].copy()
-    if frame.empty:
-        raise UserError("no runs in the history to plot")
-    frame["created"] = pd.to_datetime(frame["created"])
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for (model, runtime, precision), group in frame.groupby(["model", "runtime", "precision"]):
-        ax.plot(group["created"], group["top1"], marker="o", label=f"{model} / {runtime} {precision}")
+    series = trend_series(frame)
+    if not series:
+        raise UserError("no runs in the history to plot (check the filters)")
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    for label, runs_of in series.items():
+        ax.plot(pd.to_datetime(runs_of["created"]), runs_of["top1"], marker="o", label=label)
     ax.set_xlabel("run")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title("top-1 per model and runtime over time")
+    ax.set_title("top-1 per model, runtime, precision and sample list")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -248,6 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default="results", help="the results directory (default: results)")
     parser.add_argument("--db", help="the index file (default: <results>/history.sqlite)")
     parser.add_argument("--out", default="trend.png", help="plot: the PNG to write")
+    for key in ("model", "runtime", "precision"):
+        parser.add_argument(f"--{key}", help=f"list/plot: only this {key}")
+    parser.add_argument("--samples", help="list/plot: only runs on this sample list (its fingerprint or a prefix)")
+    parser.add_argument("--since", help="list/plot: only runs created on or after this date (YYYY-MM-DD)")
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -257,11 +302,15 @@ def main(argv: list[str] | None = None) -> None:
         db = Path(args.db) if args.db else results / "history.sqlite"
         if args.action == "rebuild":
             print(f"{rebuild(results, db)} runs indexed in {db}")
-        elif args.action == "list":
-            cols = ["created", "model", "runtime", "precision", "dataset", "n", "top1", "top5", "passed", "id"]
-            print(runs(db)[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        chosen = select(runs(db), args.model, args.runtime, args.precision, args.samples, args.since)
+        if args.action == "list":
+            cols = ["created", "model", "runtime", "precision", "recipe_fingerprint", "dataset", "list_fingerprint",
+                    "n", "top1", "top5", "verdict", "id"]
+            shown = chosen[cols].assign(list_fingerprint=chosen["list_fingerprint"].str.slice(0, 12))
+            print(shown.rename(columns={"recipe_fingerprint": "recipe", "list_fingerprint": "samples"}).to_string(
+                index=False, float_format=lambda v: f"{v:.3f}"))
         else:
-            print(f"wrote {plot_trend(runs(db), Path(args.out))}")
+            print(f"wrote {plot_trend(chosen, Path(args.out))}")
 
     exit_on_user_error(run)
 

@@ -34,6 +34,10 @@ from evalkit.workers import default_workers
 from evalkit.preprocess import Recipe, params_dict
 
 
+#: the demo's photos (dataset=demo): its runs are not added to the history
+DEMO_DATASET = "demo"
+
+
 def check_compatible(runtime: Runtime, recipe: Recipe, num_classes: int) -> list[str]:
     """Fail on a model/recipe shape or class-count mismatch; return warnings (recipe drift)."""
     if runtime.input_shape is not None:
@@ -188,7 +192,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                 "the run without scoring again") if checkpoint.is_dir() else ""
         raise UserError(f"the run could not be written to {cfg.results.dir}: {e.strerror or e}{kept}") from e
     resume.Checkpoint(checkpoint).clear()  # only now that the run has landed
-    if cfg.results.history:
+    if cfg.results.history and cfg.dataset.name != DEMO_DATASET:  # 4 demo photos are no point of a trend
         history.add_safely(Path(cfg.results.history), run_dir)
     print(f"run written to {run_dir}")
     return run_dir

@@ -56,3 +56,40 @@ def test_trend_plot_is_a_png(tmp_path):
     out = history.plot_trend(history.runs(db), tmp_path / "trend.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(history.runs(db), pd.DataFrame)
+
+
+def test_list_and_plot_filter_by_sample_list_and_say_n_and_the_verdict_in_words(tmp_path):
+    runs = make_runs(tmp_path, 2)
+    other_root = imagefolder(tmp_path / "other", n=5)
+    onnx = tmp_path / "m.onnx"
+    runs.append(evaluate(compose([f"model.onnx={onnx}", "model.references=[]", "dataset=imagefolder",
+                                  f"dataset.root={other_root}", f"results.dir={tmp_path / 'results'}",
+                                  "results.history=", "progress=false"])))
+    db = tmp_path / "results" / "history.sqlite"
+    for r in runs:
+        history.add(db, r)
+    history.add_verdict(db, runs[0], {"run_id": runs[0].name, "checked": "2026-01-01T00:00:00", "passed": True,
+                                      "outcome": "unverified", "checks": []})
+    frame = history.runs(db)
+    assert list(frame["verdict"]) == ["unverified", "not gated", "not gated"]
+    three = frame[frame["n"] == 3]["list_fingerprint"].iloc[0]
+    chosen = history.select(frame, samples=three[:10])
+    assert sorted(chosen["id"]) == sorted(r.name for r in runs[:2])
+    series = history.trend_series(chosen)
+    (label,) = series
+    assert label.endswith("(n=3)") and three[:8] in label
+    assert list(series[label]["id"]) == list(chosen["id"]) and list(series[label]["top1"]) == list(chosen["top1"])
+
+    import subprocess
+    import sys
+
+    from ..conftest import REPO  # noqa: TID252
+
+    def command(*args):
+        return subprocess.run([sys.executable, "-m", "evalkit.history", *args, "--results", str(tmp_path / "results")],
+                              capture_output=True, text=True, cwd=REPO, check=True).stdout
+
+    listed = command("list", "--samples", three[:10])
+    assert all(r.name in listed for r in runs[:2]) and runs[2].name not in listed
+    assert "unverified" in listed and "not gated" in listed and " recipe " in listed.splitlines()[0]
+    assert "wrote" in command("plot", "--samples", three[:10], "--out", str(tmp_path / "t.png"))
