@@ -44,9 +44,11 @@ import dataclasses
 import enum
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import platform
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib import metadata
@@ -188,11 +190,33 @@ def opencv() -> ModuleType:
     return cv2
 
 
+def check_pixels(data: bytes) -> None:
+    """Refuse an image whose header declares more pixels than PIL decodes (``2 * Image.MAX_IMAGE_PIXELS``), before
+    any decoder allocates them: OpenCV has no such limit of its own below a gigapixel, so an 875 KB PNG became 6 GB.
+
+    PIL reads only the header here. An image whose size PIL cannot read is refused too: no decoder may take it
+    unbounded. The refusal is an undecodable image's ``UserError``, so ``dataset.bad_images=count_wrong`` counts it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # between 1x and 2x: PIL decodes those
+            with Image.open(io.BytesIO(data)):
+                pass  # Image.open checks the size against PIL's limit
+    except UnidentifiedImageError as e:  # its message names a BytesIO address: not the same twice
+        raise UserError("cannot decode image: not a format whose size PIL can read from its header") from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot decode image: {e}") from e
+
+
 def decode_bgr(data: bytes) -> np.ndarray:
     """``cv2.imdecode(buf, IMREAD_COLOR)``: BGR HWC uint8, EXIF orientation applied, greyscale to 3 channels.
 
-    The decode of the vendor flows written with OpenCV (recipes and device input writers alike).
+    The decode of the vendor flows written with OpenCV (recipes and device input writers alike), bounded by
+    ``check_pixels`` first.
     """
+    check_pixels(data)
     cv2 = opencv()
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -614,6 +638,6 @@ __all__ = [
     "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "dist_versions", "Sample", "samples_fingerprint",
     "OMIT_DEFAULT", "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS",
     "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
-    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform", "cpu_cores",
-    "cpu_isa", "opencv", "decode_bgr",
+    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored",
+    "Metric", "Transform", "cpu_cores", "cpu_isa", "opencv", "check_pixels", "decode_bgr",
 ]
