@@ -23,7 +23,7 @@ is selectable as ``runtime=myrt`` with no change to evalkit. What a module of ea
   entry-point name, plus the reader's own keys) and ``read(options, classes) -> list[Sample]`` (``Reader``);
   optionally ``label_space(options, classes) -> list[int]``: the classes the set covers, when it covers
   fewer than the model predicts (ImageNet-A/R: the logits are restricted to them before top-k). A reader
-  warns with ``warnings.warn``; the run prints and records it.
+  warns with ``warnings.warn``; the run prints and records it. A file it leaves out goes to ``warn_skipped``.
 - metric (``evalkit.metrics``): ``open(classes, dataset) -> Metric`` (``dataset``: the run's
   ``DatasetOptions``, e.g. for its ``real_labels``); the run's ``metrics`` list names them.
 - transform (``evalkit.transforms``, named after the precision it makes): ``apply(options, onnx_in, onnx_out,
@@ -575,6 +575,9 @@ class DatasetOptions:
     #: cpu: the recipe's own decode and resize (bit-exact, tensor cache); gpu: JPEG decode (nvJPEG) and resize on
     #: the runtime's GPU, for a runtime that takes pixels there: faster, not bit-exact, no tensor cache
     decode: str = "cpu"
+    #: a file the reader skips (a dangling symlink, a tar member that pairs with nothing) is named in the run's
+    #: warnings; true: it fails the run instead (exit 2), so n is exactly the files there
+    strict: bool = False
 
     def __post_init__(self) -> None:
         self.name = self.name or self.layout
@@ -587,6 +590,23 @@ class DatasetOptions:
         if not 0 <= self.shard < self.num_shards:
             raise UserError(f"dataset.shard={self.shard} is out of range: must be in 0..{self.num_shards - 1} "
                             f"(dataset.num_shards={self.num_shards})")
+
+
+class SkippedFiles(UserWarning):
+    """A reader's warning that it left files out of the samples (``dataset.strict=true`` refuses the run)."""
+
+
+#: how many skipped files a warning names
+NAMED = 20
+
+
+def warn_skipped(skipped: dict[str, str]) -> None:
+    """Warn that the files in ``skipped`` (path -> why) were left out: counted and named, so n never shrinks
+    unseen (the run records a reader's warnings)."""
+    if skipped:
+        named = [f"{path} ({why})" for path, why in list(skipped.items())[:NAMED]]
+        more = f" and {len(skipped) - NAMED} more" if len(skipped) > NAMED else ""
+        warnings.warn(f"{len(skipped)} files skipped, not scored: {'; '.join(named)}{more}", SkippedFiles)
 
 
 class Reader(Protocol):
@@ -638,6 +658,6 @@ __all__ = [
     "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "dist_versions", "Sample", "samples_fingerprint",
     "OMIT_DEFAULT", "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS",
     "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
-    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored",
+    "OfflineRuntime", "InputWriter", "DatasetOptions", "SkippedFiles", "warn_skipped", "Reader", "K", "Scored",
     "Metric", "Transform", "cpu_cores", "cpu_isa", "opencv", "check_pixels", "decode_bgr",
 ]
