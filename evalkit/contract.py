@@ -46,6 +46,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import math
 import os
 import platform
 import warnings
@@ -54,7 +55,7 @@ from functools import lru_cache, partial
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, ContextManager, Generator, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, BinaryIO, Callable, ContextManager, Generator, Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -509,6 +510,29 @@ class BadOutput(Exception):
     """An output file that cannot be used (truncated, wrong element count, unparsable): names why."""
 
 
+def read_npy(file: BinaryIO, count: int, name: str) -> np.ndarray:
+    """The ``count`` numbers of an .npy stream (a file, or an npz's member), flat float32, the header checked
+    before any data is read or allocated: a header declaring another count (a 1 MB npz can declare a terabyte), a
+    dtype that is not numbers (structured, object) or a short file is ``BadOutput`` naming ``name``."""
+    try:
+        version = np.lib.format.read_magic(file)
+        if version not in ((1, 0), (2, 0)):  # 3.0 only adds unicode field names: structured, refused anyway
+            raise ValueError(f"format version {version[0]}.{version[1]}")
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = header(file)
+    except (ValueError, EOFError, SyntaxError, OSError) as e:
+        raise BadOutput(f"{name}: not a readable .npy ({e})") from e
+    if dtype.kind not in "fiu":
+        raise BadOutput(f"{name}: holds {dtype} values, not numbers")
+    if math.prod(shape) != count:
+        raise BadOutput(f"{name}: declares shape {shape}, {math.prod(shape)} values, where {count} are expected")
+    data = file.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise BadOutput(f"{name}: {len(data)} bytes of data where its header declares {count * dtype.itemsize}")
+    values = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+    return values.astype(np.float32).ravel()
+
+
 class OfflineRuntime(abc.ABC):
     """Outputs a device already wrote (vendor tools' dumps), matched to samples by file name.
 
@@ -518,6 +542,9 @@ class OfflineRuntime(abc.ABC):
 
     #: images without a usable output count as wrong instead of failing the run
     allow_missing: bool = False
+    #: scores per image an output must hold: the model's class count (``context.model.num_classes``: 1000, or 1001
+    #: with background at index 0), never guessed from the files; None: the class list's count
+    num_outputs: Optional[int] = None
 
     @abc.abstractmethod
     def entries(self) -> dict[str, list[Any]]:
@@ -657,7 +684,7 @@ class Transform(Protocol):
 __all__ = [
     "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "dist_versions", "Sample", "samples_fingerprint",
     "OMIT_DEFAULT", "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS",
-    "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
+    "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput", "read_npy",
     "OfflineRuntime", "InputWriter", "DatasetOptions", "SkippedFiles", "warn_skipped", "Reader", "K", "Scored",
     "Metric", "Transform", "cpu_cores", "cpu_isa", "opencv", "check_pixels", "decode_bgr",
 ]

@@ -12,13 +12,15 @@ the original size, key ``input_0``, in ``<wnid>/`` folders) and the datalist.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr
+from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr, read_npy
 from evalkit.errors import UserError
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
@@ -43,9 +45,10 @@ class Options:
 
 
 class VampNpz(OfflineRuntime):
-    def __init__(self, options: Options, folder: Path, datalist: Path) -> None:
+    def __init__(self, options: Options, folder: Path, datalist: Path, num_outputs: int) -> None:
         self.folder, self.datalist = folder, datalist
         self.allow_missing = options.allow_missing
+        self.num_outputs = num_outputs
         self.lines = [ln.strip() for ln in datalist.read_text().splitlines() if ln.strip()]
 
     def entries(self) -> dict[str, list[Any]]:
@@ -61,12 +64,15 @@ class VampNpz(OfflineRuntime):
         return found
 
     def read(self, entry: Path) -> np.ndarray:
+        """``output_0``, its npy header checked against the model's class count before its data is read."""
         try:
-            with np.load(entry, allow_pickle=False) as npz:
-                if "output_0" not in npz.files:
-                    raise BadOutput(f"{entry.name}: no 'output_0' (keys: {', '.join(npz.files)})")
-                return np.squeeze(npz["output_0"]).astype(np.float32)
-        except (OSError, ValueError, EOFError) as e:
+            with zipfile.ZipFile(entry) as npz:
+                if "output_0.npy" not in npz.namelist():
+                    keys = ", ".join(n.removesuffix(".npy") for n in npz.namelist())
+                    raise BadOutput(f"{entry.name}: no 'output_0' (keys: {keys})")
+                with npz.open("output_0.npy") as member:
+                    return read_npy(member, self.num_outputs, f"{entry.name}: output_0")
+        except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
             raise BadOutput(f"{entry.name}: unreadable npz ({e})") from e
 
     def info(self) -> dict[str, Any]:
@@ -121,7 +127,7 @@ def open(options: Options, context: Context) -> OfflineRuntime:
         raise UserError(f"runtime.output_dir={options.output_dir}: no such folder")
     if not datalist.is_file():
         raise UserError(f"runtime.datalist={options.datalist}: no such file")
-    return VampNpz(options, folder, datalist)
+    return VampNpz(options, folder, datalist, context.model.num_classes)
 
 
 def _image2npz(data: bytes) -> np.ndarray:
