@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr, read_npy
+from evalkit.contract import K, BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr, read_npy
 from evalkit.errors import UserError
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
@@ -97,14 +97,20 @@ class ResultTxt(OfflineRuntime):
             if not runs or k in runs[-1]:
                 runs.append({})
             runs[-1][k] = int(m["id"])
+        listed = max((len(run) for runs in self.runs.values() for run in runs), default=K)
+        if listed < K:
+            raise UserError(f"{path}: lists {listed} predictions per image (top-0..top-{listed - 1}), and top-{K} "
+                            f"needs {K} (top-0..top-{K - 1}, as vamp_npz_decode.py and vsx write them): top-{listed + 1} "
+                            f"to top-{K} cannot be scored from it; decode the outputs again with top-{K}")
 
     def entries(self) -> dict[str, list[Any]]:
         return {stem: list(runs) for stem, runs in self.runs.items()}
 
     def read(self, entry: dict[int, int]) -> np.ndarray:
+        """The image's class ids best first: top-0..top-4 at least (fewer would score top-5 as if known)."""
         ranks = sorted(entry)
-        if ranks != list(range(len(ranks))) or not ranks:
-            raise BadOutput(f"top-k lines {ranks} are not 0..{len(ranks) - 1}")
+        if ranks != list(range(len(ranks))) or len(ranks) < K:
+            raise BadOutput(f"top-k lines {ranks} are not 0..{max(K, len(ranks)) - 1}")
         ids = np.array([entry[k] for k in ranks], dtype=np.int64)
         if ((ids < 0) | (ids >= self.num_classes)).any():
             raise BadOutput(f"class ids {ids.tolist()} outside 0..{self.num_classes - 1}")

@@ -107,7 +107,7 @@ def test_any_result_txt_is_parsed_or_refused_with_its_line(lines):
         try:
             runtime = vamp.ResultTxt(vamp.Options(allow_missing=True), path, num_classes=1000)
         except UserError as e:
-            assert "not a result.txt line" in str(e)
+            assert "not a result.txt line" in str(e) or "predictions per image" in str(e)
             return
         try:
             scorer, _ = evaluate_offline(SAMPLES, runtime, Scorer(["topk"]), progress=False)
