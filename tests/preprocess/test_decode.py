@@ -17,6 +17,7 @@ from PIL import Image
 from evalkit import preprocess
 from evalkit.errors import UserError
 
+from ..conftest import PRINT_PEAK_RSS  # noqa: TID252
 from .conftest import encode
 
 pytest.importorskip("cv2", reason="the cv2 recipes need evalkit[opencv]")
@@ -120,7 +121,6 @@ def test_opencv_recipes_refuse_a_decompression_bomb_as_pil_does_without_decoding
     """The header says 400 megapixels: refused before OpenCV allocates them, at PIL's limit, in a child process
     whose peak memory shows nothing was decoded (decoding would take 1.2 GB)."""
     code = f"""
-import resource
 from pathlib import Path
 from evalkit import preprocess
 from evalkit.config import compose
@@ -130,7 +130,7 @@ try:
     recipe(Path({str(bomb)!r}).read_bytes())
 except UserError as e:
     print(e)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+{PRINT_PEAK_RSS}
 """
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr

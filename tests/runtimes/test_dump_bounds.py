@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from . import dumps
-from ..conftest import run_in_process  # noqa: TID252
+from ..conftest import PRINT_PEAK_RSS, run_in_process  # noqa: TID252
 
 GIB_OF_FLOAT32 = 2**28
 
@@ -43,7 +43,7 @@ def test_npz_and_npy_declaring_a_gib_or_a_terabyte_are_refused_without_loading_t
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
         f.write(bytes(1 << 20))
     code = f"""
-import json, resource
+import json
 from pathlib import Path
 from evalkit.contract import Sample
 from evalkit.errors import UserError
@@ -63,7 +63,7 @@ for allow in (False, True):
         except UserError as e:
             found[f"{{type(dump).__name__}} {{allow}}"] = str(e)
 print(json.dumps(found))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+{PRINT_PEAK_RSS}
 """
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr
