@@ -23,7 +23,7 @@ is selectable as ``runtime=myrt`` with no change to evalkit. What a module of ea
   entry-point name, plus the reader's own keys) and ``read(options, classes) -> list[Sample]`` (``Reader``);
   optionally ``label_space(options, classes) -> list[int]``: the classes the set covers, when it covers
   fewer than the model predicts (ImageNet-A/R: the logits are restricted to them before top-k). A reader
-  warns with ``warnings.warn``; the run prints and records it.
+  warns with ``warnings.warn``; the run prints and records it. A file it leaves out goes to ``warn_skipped``.
 - metric (``evalkit.metrics``): ``open(classes, dataset) -> Metric`` (``dataset``: the run's
   ``DatasetOptions``, e.g. for its ``real_labels``); the run's ``metrics`` list names them.
 - transform (``evalkit.transforms``, named after the precision it makes): ``apply(options, onnx_in, onnx_out,
@@ -45,16 +45,19 @@ import dataclasses
 import enum
 import hashlib
 import importlib.util
+import io
 import json
+import math
 import os
 import platform
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, ContextManager, Generator, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, BinaryIO, Callable, ContextManager, Generator, Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -221,11 +224,33 @@ def opencv() -> ModuleType:
     return cv2
 
 
+def check_pixels(data: bytes) -> None:
+    """Refuse an image whose header declares more pixels than PIL decodes (``2 * Image.MAX_IMAGE_PIXELS``), before
+    any decoder allocates them: OpenCV has no such limit of its own below a gigapixel, so an 875 KB PNG became 6 GB.
+
+    PIL reads only the header here. An image whose size PIL cannot read is refused too: no decoder may take it
+    unbounded. The refusal is an undecodable image's ``UserError``, so ``dataset.bad_images=count_wrong`` counts it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # between 1x and 2x: PIL decodes those
+            with Image.open(io.BytesIO(data)):
+                pass  # Image.open checks the size against PIL's limit
+    except UnidentifiedImageError as e:  # its message names a BytesIO address: not the same twice
+        raise UserError("cannot decode image: not a format whose size PIL can read from its header") from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot decode image: {e}") from e
+
+
 def decode_bgr(data: bytes) -> np.ndarray:
     """``cv2.imdecode(buf, IMREAD_COLOR)``: BGR HWC uint8, EXIF orientation applied, greyscale to 3 channels.
 
-    The decode of the vendor flows written with OpenCV (recipes and device input writers alike).
+    The decode of the vendor flows written with OpenCV (recipes and device input writers alike), bounded by
+    ``check_pixels`` first.
     """
+    check_pixels(data)
     cv2 = opencv()
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -518,6 +543,29 @@ class BadOutput(Exception):
     """An output file that cannot be used (truncated, wrong element count, unparsable): names why."""
 
 
+def read_npy(file: BinaryIO, count: int, name: str) -> np.ndarray:
+    """The ``count`` numbers of an .npy stream (a file, or an npz's member), flat float32, the header checked
+    before any data is read or allocated: a header declaring another count (a 1 MB npz can declare a terabyte), a
+    dtype that is not numbers (structured, object) or a short file is ``BadOutput`` naming ``name``."""
+    try:
+        version = np.lib.format.read_magic(file)
+        if version not in ((1, 0), (2, 0)):  # 3.0 only adds unicode field names: structured, refused anyway
+            raise ValueError(f"format version {version[0]}.{version[1]}")
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = header(file)
+    except (ValueError, EOFError, SyntaxError, OSError) as e:
+        raise BadOutput(f"{name}: not a readable .npy ({e})") from e
+    if dtype.kind not in "fiu":
+        raise BadOutput(f"{name}: holds {dtype} values, not numbers")
+    if math.prod(shape) != count:
+        raise BadOutput(f"{name}: declares shape {shape}, {math.prod(shape)} values, where {count} are expected")
+    data = file.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise BadOutput(f"{name}: {len(data)} bytes of data where its header declares {count * dtype.itemsize}")
+    values = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+    return values.astype(np.float32).ravel()
+
+
 class OfflineRuntime(abc.ABC):
     """Outputs a device already wrote (vendor tools' dumps), matched to samples by file name.
 
@@ -527,6 +575,9 @@ class OfflineRuntime(abc.ABC):
 
     #: images without a usable output count as wrong instead of failing the run
     allow_missing: bool = False
+    #: scores per image an output must hold: the model's class count (``context.model.num_classes``: 1000, or 1001
+    #: with background at index 0), never guessed from the files; None: the class list's count
+    num_outputs: Optional[int] = None
 
     @abc.abstractmethod
     def entries(self) -> dict[str, list[Any]]:
@@ -584,6 +635,9 @@ class DatasetOptions:
     #: cpu: the recipe's own decode and resize (bit-exact, tensor cache); gpu: JPEG decode (nvJPEG) and resize on
     #: the runtime's GPU, for a runtime that takes pixels there: faster, not bit-exact, no tensor cache
     decode: str = "cpu"
+    #: a file the reader skips (a dangling symlink, a tar member that pairs with nothing) is named in the run's
+    #: warnings; true: it fails the run instead (exit 2), so n is exactly the files there
+    strict: bool = False
 
     def __post_init__(self) -> None:
         self.name = self.name or self.layout
@@ -596,6 +650,23 @@ class DatasetOptions:
         if not 0 <= self.shard < self.num_shards:
             raise UserError(f"dataset.shard={self.shard} is out of range: must be in 0..{self.num_shards - 1} "
                             f"(dataset.num_shards={self.num_shards})")
+
+
+class SkippedFiles(UserWarning):
+    """A reader's warning that it left files out of the samples (``dataset.strict=true`` refuses the run)."""
+
+
+#: how many skipped files a warning names
+NAMED = 20
+
+
+def warn_skipped(skipped: dict[str, str]) -> None:
+    """Warn that the files in ``skipped`` (path -> why) were left out: counted and named, so n never shrinks
+    unseen (the run records a reader's warnings)."""
+    if skipped:
+        named = [f"{path} ({why})" for path, why in list(skipped.items())[:NAMED]]
+        more = f" and {len(skipped) - NAMED} more" if len(skipped) > NAMED else ""
+        warnings.warn(f"{len(skipped)} files skipped, not scored: {'; '.join(named)}{more}", SkippedFiles)
 
 
 class Reader(Protocol):
@@ -646,7 +717,7 @@ class Transform(Protocol):
 __all__ = [
     "GROUPS", "VAL_SET", "plugins", "load", "file_sha256", "dist_versions", "Sample", "samples_fingerprint",
     "OMIT_DEFAULT", "params_dict", "recipe_module", "Recipe", "transform", "PRECISIONS", "CALIBRATION_METHODS",
-    "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput",
-    "OfflineRuntime", "InputWriter", "DatasetOptions", "Reader", "K", "Scored", "Metric", "Transform", "cpu_cores",
-    "cpu_isa", "opencv", "decode_bgr",
+    "Calibration", "PrecisionOptions", "ModelSpec", "Classes", "PreparedSource", "Context", "Runtime", "BadOutput", "read_npy",
+    "OfflineRuntime", "InputWriter", "DatasetOptions", "SkippedFiles", "warn_skipped", "Reader", "K", "Scored",
+    "Metric", "Transform", "cpu_cores", "cpu_isa", "opencv", "check_pixels", "decode_bgr",
 ]

@@ -6,6 +6,7 @@ Labels are 0-based indices in the sorted-wnid order (see ``evalkit.classes``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import warnings
 from collections import defaultdict
@@ -14,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from evalkit.classes import imagenet1k
-from evalkit.contract import GROUPS, DatasetOptions, Sample, load as load_plugin
+from evalkit.contract import GROUPS, DatasetOptions, Sample, SkippedFiles, load as load_plugin
 from evalkit.errors import UserError
 
 
@@ -27,6 +28,10 @@ def load(cfg: DatasetOptions, notes: list[str] | None = None) -> list[Sample]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         found = reader.read(cfg, imagenet1k())
+    skipped = [str(w.message) for w in caught if issubclass(w.category, SkippedFiles)]
+    if cfg.strict and skipped:
+        raise UserError(f"dataset {cfg.name}: {'; '.join(skipped)}; dataset.strict=true scores every file or none: "
+                        "fix or remove them, or set dataset.strict=false to score the rest")
     for w in caught:
         print(f"WARNING: {w.message}", file=sys.stderr)
         if notes is not None:
@@ -85,9 +90,18 @@ def subset(samples: list[Sample], limit: int | None = None, per_class: int | Non
     return samples[:limit] if limit is not None else samples
 
 
+#: what an id may not hold: evalkit writes ids into lists (Ascend .info, datalists, predictions.csv) and file names
+_UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
+
+
 def _check_unique(samples: list[Sample]) -> None:
+    """Ids are unique and safe to write: no control character (a newline would add a line to a list evalkit
+    writes) and no path separator."""
     seen: dict[str, Path] = {}
     for s in samples:
+        if _UNSAFE_ID.search(s.id) or not s.id:
+            raise UserError(f"{str(s.path)!r}: image id {s.id!r} is empty or holds a control character or path separator, "
+                            "which would break the lists and file names evalkit writes; rename the image")
         if s.id in seen:
             raise UserError(f"two images share the id {s.id!r}: {seen[s.id]} and {s.path}; ids are file stems and must be unique")
         seen[s.id] = s.path

@@ -9,6 +9,7 @@ matched by file name. Resuming an interrupted run is ``evalkit.resume``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +136,10 @@ class DumpReport:
         return "; ".join(parts)
 
 
-def _check_scores(scores: np.ndarray, num_classes: int) -> None:
-    if scores.size not in (num_classes, num_classes + 1):
-        raise BadOutput(f"{scores.size} values, expected {num_classes} or {num_classes + 1}")
+def _check_scores(scores: np.ndarray, expected: int) -> None:
+    if scores.size != expected:
+        raise BadOutput(f"{scores.size} values, expected {expected}, the model's class count (model.num_classes; "
+                        "1001 for a head with background at index 0)")
     if not np.isfinite(scores).all():
         raise BadOutput("NaN/Inf values")
 
@@ -152,19 +154,20 @@ def evaluate_offline(samples: list[Sample], runtime: OfflineRuntime, scorer: Sco
         first = next(iter(duplicate))
         raise UserError(f"{len(duplicate)} images have more than one output (e.g. {first}: "
                         f"{', '.join(map(str, duplicate[first]))}); keep one dump per image, or set runtime.format")
-    num_classes = scorer.num_classes
+    expected = runtime.num_outputs or scorer.num_classes  # one output's fault is its own: no width from the others
     missing, unusable = [], {}
-    width = None
     batch: list[tuple[Sample, np.ndarray]] = []
 
     def flush() -> None:
-        scored = [(s, o) for s, o in batch if o.dtype.kind == "f"]
-        ranked = [(s, o) for s, o in batch if o.dtype.kind != "f"]
-        if scored:
-            scorer.update([s.id for s, _ in scored], np.array([s.label for s, _ in scored]), np.stack([o for _, o in scored]))
-        if ranked:
-            scorer.update_topk([s.id for s, _ in ranked], np.array([s.label for s, _ in ranked]),
-                               np.stack([np.append(o[:K], [-1] * K)[:K] for _, o in ranked]))
+        """Score the batch in sample order (the run pairs predictions with the samples' paths by position): each
+        run of scores, then each run of class indices (an unusable output's -1s among them)."""
+        for scores, run in itertools.groupby(batch, key=lambda so: so[1].dtype.kind == "f"):
+            samples_, outputs = zip(*run)
+            ids, labels = [s.id for s in samples_], np.array([s.label for s in samples_])
+            if scores:
+                scorer.update(ids, labels, np.stack(outputs))
+            else:
+                scorer.update_topk(ids, labels, np.stack([np.append(o[:K], [-1] * K)[:K] for o in outputs]))
         batch.clear()
 
     for sample in tqdm(samples, unit="img", disable=not progress, dynamic_ncols=True):
@@ -176,10 +179,7 @@ def evaluate_offline(samples: list[Sample], runtime: OfflineRuntime, scorer: Sco
                 output = runtime.read(entries[sample.id][0])
                 if output.dtype.kind == "f":
                     output = output.astype(np.float32).ravel()
-                    _check_scores(output, num_classes)
-                    width = width or output.size
-                    if output.size != width:
-                        raise BadOutput(f"{output.size} values where the other outputs have {width}")
+                    _check_scores(output, expected)
             except BadOutput as e:
                 unusable[sample.id] = str(e)
                 output = None

@@ -22,6 +22,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
+from evalkit.contract import check_pixels
+from evalkit.errors import UserError
+
 
 @lru_cache(maxsize=64)
 def _constant(device: str, values: tuple[float, ...]) -> Any:
@@ -79,9 +82,26 @@ def own_stream(device: str) -> Iterator[None]:
 def decode_rgb(data: list[bytes], device: str) -> list[Any]:
     """Each image as a uint8 CHW RGB tensor on ``device``, or a str saying why it could not be decoded.
 
-    One batched ``decode_jpeg`` call (what makes nvJPEG fast); where it fails, image by image, and an image
-    it cannot read (PNG, CMYK JPEG) is decoded on the CPU and moved there.
+    An image whose header declares more pixels than PIL decodes is refused before nvJPEG allocates them
+    (``check_pixels``, as every decoder of evalkit).
     """
+    refused = [_refused(d) for d in data]
+    decoded = iter(_decode([d for d, why in zip(data, refused) if why is None], device))
+    return [why if why is not None else next(decoded) for why in refused]
+
+
+def _refused(data: bytes) -> str | None:
+    """Why ``check_pixels`` refuses the image, or None."""
+    try:
+        check_pixels(data)
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def _decode(data: list[bytes], device: str) -> list[Any]:
+    """One batched ``decode_jpeg`` call (what makes nvJPEG fast); where it fails, image by image, and an image
+    it cannot read (PNG, CMYK JPEG) is decoded on the CPU and moved there."""
     import numpy as np
     import torch
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import BadOutput, Context, OfflineRuntime, Sample
+from evalkit.contract import BadOutput, Context, OfflineRuntime, Sample, read_npy
 from evalkit.errors import UserError
 
 #: file name patterns, most specific first: (format, regex)
@@ -27,7 +27,8 @@ PATTERNS = [
     ("mindspore310", re.compile(r"^(?P<stem>.+)_0\.(?P<ext>bin)$")),
 ]
 FORMATS = [name for name, _ in PATTERNS]
-CLASS_COUNTS = (1000, 1001)
+#: a .txt output's bound: more bytes than this per value is no output (checked before the file is read)
+TXT_BYTES_PER_VALUE = 64
 
 
 #: scores the logits a device wrote: no model file is read
@@ -61,10 +62,11 @@ class Entry:
 
 
 class AscendDump(OfflineRuntime):
-    def __init__(self, options: Options, folder: Path) -> None:
+    def __init__(self, options: Options, folder: Path, num_outputs: int) -> None:
         self.options = options
         self.folder = folder
         self.allow_missing = options.allow_missing
+        self.num_outputs = num_outputs
         self.summary = self._summary_path()
         self.format = self._detect() if options.format == "auto" else options.format
         if self.format not in FORMATS:
@@ -105,40 +107,39 @@ class AscendDump(OfflineRuntime):
         return found
 
     def read(self, entry: Entry) -> np.ndarray:
-        values = self._values(entry.path, entry.rows)
+        values = self._values(entry.path, entry.rows * self.num_outputs)
         if entry.rows > 1:
-            if values.size % entry.rows:
-                raise BadOutput(f"{entry.path.name}: {values.size} values do not split into {entry.rows} images")
+            if values.size != entry.rows * self.num_outputs:
+                raise BadOutput(f"{entry.path.name}: {values.size} values are not {entry.rows} images of "
+                                f"{self.num_outputs}")
             values = values.reshape(entry.rows, -1)[entry.row]
         return values
 
-    def _values(self, path: Path, rows: int) -> np.ndarray:
+    def _values(self, path: Path, count: int) -> np.ndarray:
+        """The file's values, its size checked against the ``count`` expected before it is read."""
+        size = path.stat().st_size
         if path.suffix == ".txt":
+            if size > count * TXT_BYTES_PER_VALUE:
+                raise BadOutput(f"{path.name}: {size} bytes of text, more than {count} values take")
             try:
                 return np.array(path.read_text().split(), dtype=np.float64).astype(np.float32)
             except ValueError as e:
                 raise BadOutput(f"{path.name}: not a list of numbers ({e})") from e
         if path.suffix == ".npy":
-            try:
-                return np.load(path, allow_pickle=False).astype(np.float32).ravel()
-            except ValueError as e:
-                raise BadOutput(f"{path.name}: unreadable .npy ({e})") from e
-        data = path.read_bytes()
-        dtype = self._bin_dtype(len(data), rows, path)
-        if len(data) % np.dtype(dtype).itemsize:
-            raise BadOutput(f"{path.name}: {len(data)} bytes is not a whole number of {dtype} values (truncated?)")
-        return np.frombuffer(data, dtype=dtype).astype(np.float32)
+            with path.open("rb") as f:
+                return read_npy(f, count, path.name)
+        dtype = self._bin_dtype(size, count, path)
+        return np.fromfile(path, dtype=dtype).astype(np.float32)
 
-    def _bin_dtype(self, size: int, rows: int, path: Path) -> str:
-        """float16 for MindSpore 310, else as configured, else the type that gives 1000/1001 values per image."""
-        if self.format == "mindspore310":
-            return "float16"
-        if self.options.dtype != "auto":
-            return self.options.dtype
-        for dtype, itemsize in (("float32", 4), ("float16", 2)):
-            if size % (itemsize * rows) == 0 and size // (itemsize * rows) in CLASS_COUNTS:
+    def _bin_dtype(self, size: int, count: int, path: Path) -> str:
+        """float16 for MindSpore 310, else as configured, else the type ``count`` values fill ``size`` bytes with."""
+        dtypes = (["float16"] if self.format == "mindspore310" else
+                  ["float32", "float16"] if self.options.dtype == "auto" else [self.options.dtype])
+        for dtype in dtypes:
+            if size == count * np.dtype(dtype).itemsize:
                 return dtype
-        raise BadOutput(f"{path.name}: {size} bytes are not 1000 or 1001 float32/float16 values per image (truncated?)")
+        raise BadOutput(f"{path.name}: {size} bytes are not {count} {' or '.join(dtypes)} values "
+                        f"(model.num_classes={self.num_outputs}; truncated, or more than an output?)")
 
     def info(self) -> dict[str, Any]:
         return {"format": self.format, "dump_dir": str(self.folder), "perf": perf(self.folder, self.summary)}
@@ -180,7 +181,7 @@ def open(options: Options, context: Context) -> AscendDump:
     folder = Path(options.dump_dir).expanduser()
     if not folder.is_dir():
         raise UserError(f"runtime.dump_dir={options.dump_dir}: no such folder")
-    return AscendDump(options, folder)
+    return AscendDump(options, folder, context.model.num_classes)
 
 
 def write_inputs(context: Context, output: Path, progress: bool = True) -> list[Path]:

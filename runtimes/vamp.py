@@ -12,13 +12,15 @@ the original size, key ``input_0``, in ``<wnid>/`` folders) and the datalist.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr
+from evalkit.contract import K, BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr, read_npy
 from evalkit.errors import UserError
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
@@ -43,9 +45,10 @@ class Options:
 
 
 class VampNpz(OfflineRuntime):
-    def __init__(self, options: Options, folder: Path, datalist: Path) -> None:
+    def __init__(self, options: Options, folder: Path, datalist: Path, num_outputs: int) -> None:
         self.folder, self.datalist = folder, datalist
         self.allow_missing = options.allow_missing
+        self.num_outputs = num_outputs
         self.lines = [ln.strip() for ln in datalist.read_text().splitlines() if ln.strip()]
 
     def entries(self) -> dict[str, list[Any]]:
@@ -61,12 +64,15 @@ class VampNpz(OfflineRuntime):
         return found
 
     def read(self, entry: Path) -> np.ndarray:
+        """``output_0``, its npy header checked against the model's class count before its data is read."""
         try:
-            with np.load(entry, allow_pickle=False) as npz:
-                if "output_0" not in npz.files:
-                    raise BadOutput(f"{entry.name}: no 'output_0' (keys: {', '.join(npz.files)})")
-                return np.squeeze(npz["output_0"]).astype(np.float32)
-        except (OSError, ValueError, EOFError) as e:
+            with zipfile.ZipFile(entry) as npz:
+                if "output_0.npy" not in npz.namelist():
+                    keys = ", ".join(n.removesuffix(".npy") for n in npz.namelist())
+                    raise BadOutput(f"{entry.name}: no 'output_0' (keys: {keys})")
+                with npz.open("output_0.npy") as member:
+                    return read_npy(member, self.num_outputs, f"{entry.name}: output_0")
+        except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
             raise BadOutput(f"{entry.name}: unreadable npz ({e})") from e
 
     def info(self) -> dict[str, Any]:
@@ -91,14 +97,20 @@ class ResultTxt(OfflineRuntime):
             if not runs or k in runs[-1]:
                 runs.append({})
             runs[-1][k] = int(m["id"])
+        listed = max((len(run) for runs in self.runs.values() for run in runs), default=K)
+        if listed < K:
+            raise UserError(f"{path}: lists {listed} predictions per image (top-0..top-{listed - 1}), and top-{K} "
+                            f"needs {K} (top-0..top-{K - 1}, as vamp_npz_decode.py and vsx write them): top-{listed + 1} "
+                            f"to top-{K} cannot be scored from it; decode the outputs again with top-{K}")
 
     def entries(self) -> dict[str, list[Any]]:
         return {stem: list(runs) for stem, runs in self.runs.items()}
 
     def read(self, entry: dict[int, int]) -> np.ndarray:
+        """The image's class ids best first: top-0..top-4 at least (fewer would score top-5 as if known)."""
         ranks = sorted(entry)
-        if ranks != list(range(len(ranks))) or not ranks:
-            raise BadOutput(f"top-k lines {ranks} are not 0..{len(ranks) - 1}")
+        if ranks != list(range(len(ranks))) or len(ranks) < K:
+            raise BadOutput(f"top-k lines {ranks} are not 0..{max(K, len(ranks)) - 1}")
         ids = np.array([entry[k] for k in ranks], dtype=np.int64)
         if ((ids < 0) | (ids >= self.num_classes)).any():
             raise BadOutput(f"class ids {ids.tolist()} outside 0..{self.num_classes - 1}")
@@ -121,7 +133,7 @@ def open(options: Options, context: Context) -> OfflineRuntime:
         raise UserError(f"runtime.output_dir={options.output_dir}: no such folder")
     if not datalist.is_file():
         raise UserError(f"runtime.datalist={options.datalist}: no such file")
-    return VampNpz(options, folder, datalist)
+    return VampNpz(options, folder, datalist, context.model.num_classes)
 
 
 def _image2npz(data: bytes) -> np.ndarray:

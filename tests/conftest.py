@@ -99,6 +99,11 @@ def tiny_onnx(path: Path, classes: int = 1000, size: int = 224, batch: int | str
     return path
 
 
+#: a line of Python that prints its process's peak resident memory in KiB: VmHWM, the peak of its own image
+#: (``ru_maxrss`` carries the parent's peak over fork and exec, so a child of a large test process looks large)
+PRINT_PEAK_RSS = "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
+
+
 def run_cli(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m evalkit ARGS`` in a fresh process, as a user runs it."""
     env = dict(os.environ, PYTHONPATH=str(REPO))

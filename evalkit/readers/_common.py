@@ -7,14 +7,24 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from evalkit.contract import Classes, Sample
+from evalkit.contract import Classes, Sample, warn_skipped
 from evalkit.errors import UserError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
-def is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+def images_in(folder: Path, skipped: dict[str, str]) -> list[Path]:
+    """The image files of a folder, sorted; an entry named like an image that is no file (a dangling symlink, a
+    folder) is added to ``skipped`` (path -> why) for ``warn_skipped``."""
+    images = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.is_file():
+            images.append(p)
+        else:
+            skipped[str(p)] = "a symlink to nothing" if p.is_symlink() and not p.exists() else "not a file"
+    return images
 
 
 def root_folder(root: str | None, name: str) -> Path:
@@ -28,14 +38,20 @@ def root_folder(root: str | None, name: str) -> Path:
 
 
 def wnid_folders(root: Path, classes: Classes, layout: str) -> list[Sample]:
-    """``root/<wnid>/*`` images; a folder that is no ImageNet-1k wnid is a UserError."""
+    """``root/<wnid>/*`` images; a folder that is no ImageNet-1k wnid is a UserError. Images beside the folders, and
+    wnid links to nothing, are skipped and named (``warn_skipped``)."""
     index = {w: i for i, w in enumerate(classes.wnids)}
-    samples = []
+    samples: list[Sample] = []
+    skipped: dict[str, str] = {}
+    skipped.update({str(p): "not in a <wnid>/ folder" for p in images_in(root, skipped)})
+    skipped.update({str(p): "a symlink to nothing" for p in sorted(root.iterdir())
+                    if p.name in index and p.is_symlink() and not p.exists()})
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         if d.name not in index:
             raise UserError(f"{d}: folder name {d.name!r} is not an ImageNet-1k wnid; the {layout} layout needs "
                             "root/<wnid>/<image> (for a flat folder use dataset=labelfile)")
-        samples += [Sample(p.stem, p, index[d.name]) for p in sorted(d.iterdir()) if is_image(p)]
+        samples += [Sample(p.stem, p, index[d.name]) for p in images_in(d, skipped)]
+    warn_skipped(skipped)
     return samples
 
 

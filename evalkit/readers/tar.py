@@ -3,6 +3,8 @@
 Images are read in place: each sample is its member's offset and size inside the uncompressed shard, so
 the shards need no unpacking and the decode workers share them like files. Only the headers and the
 label members are read here; a shard that is cut short or damaged is refused rather than read in part.
+Keys and fields follow webdataset (``img.v2.jpg`` is field ``v2.jpg`` of key ``img``); a member that could be
+an image or a label but pairs with nothing is skipped and named (``warn_skipped``), never dropped unseen.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from evalkit.contract import Classes, DatasetOptions, Sample
+from evalkit.contract import Classes, DatasetOptions, Sample, warn_skipped
 from evalkit.errors import UserError
 
 
@@ -28,6 +30,8 @@ class Options(DatasetOptions):
 
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+#: a label field's extensions, the first found wins
+LABEL_EXTENSIONS = ("cls", "json")
 #: the first bytes of compressed files, which cannot be read in place
 COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 EXAMPLE = "'dataset.shards=\"/data/imagenet-val-{000000..000063}.tar\"'"
@@ -111,15 +115,26 @@ def _ends_cleanly(shard: Path, end: int) -> bool:
     return zeros >= _END_OF_ARCHIVE
 
 
-def _members(shard: Path) -> tuple[dict[str, dict[str, tarfile.TarInfo]], dict[str, bytes]]:
-    """The shard's files grouped by key, then by extension (lower case), and the label members' bytes.
+def _kind(extension: str) -> str:
+    """What a field is by its last extension, as webdataset's decoders tell (``v2.jpg`` is a jpg): image, cls, json
+    or other."""
+    last = extension.rpartition(".")[2].lower()
+    return "image" if last in IMAGE_EXTENSIONS else last if last in LABEL_EXTENSIONS else "other"
 
-    A key is the member path up to the first dot of its base name (webdataset's convention). A shard
-    cut short or damaged (tarfile's ReadError, or no end-of-archive blocks: tarfile stops quietly at a
-    missing or damaged header after the first) is refused, naming the last member read.
+
+def _members(shard: Path) -> tuple[dict[str, dict[str, tarfile.TarInfo]], dict[str, bytes], dict[str, str]]:
+    """The shard's files grouped by key, then by extension (lower case); the label members' bytes; the members
+    that could be a sample's image or label but are no sample's field (member -> why, for ``warn_skipped``).
+
+    A key is the member path up to the first dot of its base name, the extension all after it (webdataset's
+    ``base_plus_ext``: ``img.v2.jpg`` is key ``img``, field ``v2.jpg``; a base name starting with a dot has no key).
+    Like webdataset, only regular files are fields. A shard cut short or damaged (tarfile's ReadError, or no
+    end-of-archive blocks: tarfile stops quietly at a missing or damaged header after the first) is refused,
+    naming the last member read.
     """
     groups: dict[str, dict[str, tarfile.TarInfo]] = {}
     labels: dict[str, bytes] = {}
+    skipped: dict[str, str] = {}
     last = "at its start"
     try:
         with tarfile.open(shard, mode="r:") as tar:
@@ -127,15 +142,19 @@ def _members(shard: Path) -> tuple[dict[str, dict[str, tarfile.TarInfo]], dict[s
                 last = f"in or after member {m.name}"
                 folder, _, base = m.name.rpartition("/")
                 stem, dot, ext = base.partition(".")
-                if not m.isfile() or not dot:
-                    continue  # folders, links, names without an extension: no sample's field
+                if not dot or _kind(ext) == "other" or m.isdir():
+                    continue  # folders, metadata, captions: no image or label of a sample
+                if not m.isfile() or not stem:
+                    why = "a link, not a file" if not m.isfile() else "no key before the first dot of its name"
+                    skipped[f"{shard} member {m.name}"] = why
+                    continue
                 fields = groups.setdefault(f"{folder}/{stem}" if folder else stem, {})
                 ext = ext.lower()
                 if ext in fields:
                     raise UserError(f"{shard}: members {fields[ext].name} and {m.name} have the same key and "
                                     "extension; each sample needs its own key: write the shard without the copy")
                 fields[ext] = m
-                if ext in ("cls", "json"):
+                if _kind(ext) in LABEL_EXTENSIONS:
                     labels[m.name] = tar.extractfile(m).read()
             end = tar.offset
         if not _ends_cleanly(shard, end):
@@ -148,21 +167,21 @@ def _members(shard: Path) -> tuple[dict[str, dict[str, tarfile.TarInfo]], dict[s
         raise UserError(f"{shard}: the archive is cut short or damaged {last} ({e}); write the shard again") from e
     except OSError as e:
         raise UserError(f"cannot read {shard}: {e.strerror or e}") from e
-    return groups, labels
+    return groups, labels, skipped
 
 
 def read(options: Options, classes: Classes) -> list[Sample]:
     if not options.shards:
         raise UserError(f"dataset {options.name} needs dataset.shards=PATTERN, e.g. {EXAMPLE}")
     samples: list[Sample] = []
+    skipped: dict[str, str] = {}
     seen: dict[str, str] = {}  # id -> where, for duplicates across shards
     for shard in shard_files(options.shards):
-        groups, labels = _members(shard)
+        groups, labels, skipped_here = _members(shard)
+        skipped.update(skipped_here)
         for key, fields in groups.items():
-            images = [fields[e] for e in IMAGE_EXTENSIONS if e in fields]
-            label_member = fields.get("cls") or fields.get("json")
-            if not images and not label_member:
-                continue  # another kind of data (metadata, captions): not a sample
+            images = [m for e, m in fields.items() if _kind(e) == "image"]
+            label_member = _label_member(shard, key, fields)
             if not images:
                 raise UserError(f"{shard}: member {label_member.name} labels key {key}, which has no image "
                                 f"({', '.join('.' + e for e in IMAGE_EXTENSIONS)}); add the image or remove the label")
@@ -181,4 +200,17 @@ def read(options: Options, classes: Classes) -> list[Sample]:
             seen[sample_id] = where
             label = _label(shard, label_member.name, labels[label_member.name], len(classes))
             samples.append(Sample(sample_id, shard, label, offset=image.offset_data, size=image.size))
+    warn_skipped(skipped)
     return samples
+
+
+def _label_member(shard: Path, key: str, fields: dict[str, tarfile.TarInfo]) -> Optional[tarfile.TarInfo]:
+    """The key's label: its .cls, else its .json (dotted ones too: ``v2.cls``); two of a kind are ambiguous."""
+    for kind in LABEL_EXTENSIONS:
+        found = [m for e, m in fields.items() if _kind(e) == kind]
+        if len(found) > 1:
+            raise UserError(f"{shard}: members {found[0].name} and {found[1].name} are two labels of key {key}; "
+                            "keep one label per key")
+        if found:
+            return found[0]
+    return None

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from evalkit import dataset
 from evalkit.classes import imagenet1k
+from evalkit.config import compose
 from evalkit.contract import GROUPS, load, samples_fingerprint
 from evalkit.errors import UserError
+from evalkit.run import evaluate
+
+from ..conftest import run_cli, tiny_onnx  # noqa: TID252
+from .test_cli import imagefolder
 
 TENCH, GOLDFISH, SEA_SNAKE = "n01440764", "n01443537", "n01751748"
 
@@ -114,3 +121,41 @@ def test_bad_datasets_name_the_problem(tmp_path, case, message):
     labels.write_text(line + "\n")
     with pytest.raises(UserError, match=message):
         dataset.load(options(layout, **keys, limit=0 if case == "zero limit" else None))
+
+
+def run_args(root: Path, tmp_path: Path) -> list[str]:
+    return [f"model.onnx={tiny_onnx(tmp_path / 'm.onnx')}", "model.references=[]", "dataset=imagefolder",
+            f"dataset.root={root}", f"results.dir={tmp_path / 'r'}", "progress=false", "cache.enabled=false"]
+
+
+def test_a_dangling_symlink_is_named_in_the_run_s_warnings_and_strict_refuses_it(tmp_path):
+    root = imagefolder(tmp_path, n=3)
+    gone = root / TENCH / "gone.JPEG"
+    gone.symlink_to(tmp_path / "deleted.JPEG")
+    run_dir = evaluate(compose(run_args(root, tmp_path)))
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["metrics"]["n"] == 3
+    assert f"1 files skipped, not scored: {gone} (a symlink to nothing)" in run["warnings"]
+    strict = run_cli(*run_args(root, tmp_path), "dataset.strict=true", cwd=tmp_path)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert f"{gone} (a symlink to nothing); dataset.strict=true" in strict.stderr
+
+
+def test_images_beside_the_class_folders_are_named_not_dropped(tmp_path):
+    touch(tmp_path / TENCH / "a.JPEG")
+    stray = touch(tmp_path / "b.JPEG")
+    notes: list[str] = []
+    samples = dataset.load(options("imagefolder", root=str(tmp_path)), notes)
+    assert [s.id for s in samples] == ["a"] and notes == [f"1 files skipped, not scored: {stray} (not in a <wnid>/ folder)"]
+    with pytest.raises(UserError, match=rf"{stray} \(not in a <wnid>/ folder\); dataset.strict=true"):
+        dataset.load(options("imagefolder", root=str(tmp_path), strict=True))
+
+
+@pytest.mark.parametrize("name", ["a\x1bb.JPEG", "a\x07b.JPEG"])
+def test_an_id_with_a_control_character_is_refused_naming_the_file(tmp_path, name):
+    """An escape or a bell in a name a label file lists would garble the lists evalkit writes (and a terminal)."""
+    image = touch(tmp_path / "val" / name)
+    labels = tmp_path / "val.txt"
+    labels.write_bytes(f"{name} 65\n".encode())
+    with pytest.raises(UserError, match=rf"{re.escape(repr(str(image)))}: image id {re.escape(repr(image.stem))} .*control"):
+        dataset.load(options("labelfile", root=str(tmp_path / "val"), labels=str(labels)))

@@ -27,7 +27,7 @@ from evalkit.errors import UserError
 from evalkit.merge import merge
 from evalkit.run import evaluate
 
-from ..conftest import REPO, run_cli  # noqa: TID252
+from ..conftest import REPO, run_cli, tiny_onnx  # noqa: TID252
 
 PREDS = [f"pred{k}" for k in range(1, 6)]
 
@@ -252,6 +252,8 @@ def test_corrupt_headers_are_refused(photos, tmp_path):
      r"member n01440764/n01440764_tench.cls labels key n01440764/n01440764_tench, which has no image"),
     (lambda k, p: {f"{k}.jpg": p.read_bytes(), f"{k}.cls": b"0", f"{k}.JPG": p.read_bytes()},
      r"members n01440764/n01440764_tench.jpg and n01440764/n01440764_tench.JPG have the same key and extension"),
+    (lambda k, p: {f"{k}.jpg": p.read_bytes(), f"{k}.cls": b"0", f"{k}.v2.cls": b"1"},
+     r"members n01440764/n01440764_tench.cls and n01440764/n01440764_tench.v2.cls are two labels of key"),
 ])
 def test_bad_members_are_refused_naming_shard_and_member(members, message, photos, tmp_path):
     photo = photos[0]
@@ -273,3 +275,41 @@ def test_an_unquoted_brace_override_exits_2_with_the_quoted_form(tmp_path):
     assert out.returncode == 2, out.stderr
     assert """'dataset.shards="/data/x-{000000..000063}.tar"'""" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_dotted_key_pairs_as_webdataset_pairs_it(photos, tmp_path):
+    """webdataset's key is the name up to the first dot of its base name: ``img.v2.jpg`` + ``img.v2.cls`` are the
+    fields ``v2.jpg`` and ``v2.cls`` of key ``img``, an image and its label (decoded by their last extension)."""
+    photo = photos[0]
+    key = f"{photo.parent.name}/{photo.stem}"
+    shard = shard_of({f"{key}.v2.jpg": photo.read_bytes(), f"{key}.v2.cls": b"0", f"{key}.v2.txt": b"a caption"},
+                     tmp_path)
+    (sample,) = dataset.load(options(shard))
+    assert (sample.id, sample.label) == (photo.stem, 0) and sample.read() == photo.read_bytes()
+
+
+def test_members_that_pair_with_nothing_are_named_in_the_run_s_warnings_and_strict_refuses_them(photos, tmp_path):
+    """macOS tar's ``._name.jpg`` (no key before the first dot) and a symbolic link: webdataset skips both."""
+    members = {name: data for photo in photos[:3] for name, data in good(photo).items()}
+    shard = shard_of(members, tmp_path)
+    with tarfile.open(shard, "a") as tar:
+        add(tar, "n01440764/._n01440764_tench.jpg", b"AppleDouble")
+        link = tarfile.TarInfo("n01440764/link.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "n01440764_tench.jpg"
+        tar.addfile(link)
+    args = [f"model.onnx={tiny_onnx(tmp_path / 'm.onnx')}", "model.references=[]", "dataset=tar",
+            f'dataset.shards="{shard}"', f"results.dir={tmp_path / 'r'}", "progress=false", "cache.enabled=false"]
+    run_json = json.loads((evaluate(compose(args)) / "run.json").read_text())
+    named = (f"2 files skipped, not scored: {shard} member n01440764/._n01440764_tench.jpg (no key before the first "
+             f"dot of its name); {shard} member n01440764/link.jpg (a link, not a file)")
+    assert run_json["metrics"]["n"] == 3 and named in run_json["warnings"]
+    strict = run_cli(*args, "dataset.strict=true", cwd=tmp_path)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert f"{named}; dataset.strict=true" in strict.stderr
+
+
+def test_a_key_with_a_newline_is_refused_naming_the_shard(photos, tmp_path):
+    """A newline in an id would add a line to the Ascend .info list (and any list) evalkit writes."""
+    shard = shard_of({"n01440764/a\nb.jpg": photos[0].read_bytes(), "n01440764/a\nb.cls": b"0"}, tmp_path)
+    with pytest.raises(UserError, match=re.escape(f"{shard!r}: image id 'a\\nb' is empty or holds a control")):
+        dataset.load(options(shard))

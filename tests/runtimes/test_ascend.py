@@ -48,10 +48,14 @@ def test_mindspore_float16_outputs(ort_run, sample_root, tmp_path):
 
 
 def test_1001_class_outputs_are_shifted(ort_run, sample_root, tmp_path):
+    """A head with background at index 0 is the model's to declare (model.num_classes=1001), not the files' to say."""
     _, predictions, logits = ort_run
     with_background = np.concatenate([logits.min(axis=1, keepdims=True) - 1, logits], axis=1)
     folder = dumps.benchmark(tmp_path / "dump", list(predictions["id"]), with_background, "bin")
-    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    with pytest.raises(UserError, match=r"200 outputs are unusable .*4004 bytes are not 1000 float32 or float16"):
+        run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    run, got = run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}",
+                                                      "model.num_classes=1001"])
     assert run["metrics"]["background_class"] is True
     assert_same_scores(run, got, ort_run)
 
@@ -80,8 +84,8 @@ def test_ais_bench_summary_perf(ort_run, sample_root, tmp_path):
 
 BROKEN = {
     "missing": (lambda d: next(d.glob("*_1.txt")).unlink(), "1 images have no output"),
-    "truncated": (lambda d: (d / "n01440764_tench_1.bin").write_bytes(b"\0" * 3998), "not 1000 or 1001"),
-    "wrong count": (lambda d: (d / "n01440764_tench_1.txt").write_text("1 2 3"), "3 values, expected 1000 or 1001"),
+    "truncated": (lambda d: (d / "n01440764_tench_1.bin").write_bytes(b"\0" * 3998), "3998 bytes are not 1000 float32"),
+    "wrong count": (lambda d: (d / "n01440764_tench_1.txt").write_text("1 2 3"), "3 values, expected 1000, the model's class count"),
     "nan": (lambda d: (d / "n01440764_tench_1.txt").write_text(" ".join(["nan"] * 1000)), "NaN/Inf"),
     "not numbers": (lambda d: (d / "n01440764_tench_1.txt").write_text("a b c"), "not a list of numbers"),
 }

@@ -86,3 +86,18 @@ def test_vamp_needs_its_files(tmp_path, sample_root):
     bad.write_text("not a result line\n")
     with pytest.raises(UserError, match="not a result.txt line"):
         run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={bad}"])
+
+
+def test_a_result_txt_with_fewer_than_five_predictions_per_image_is_refused(ort_run, sample_root, tmp_path):
+    """Top-0 lines only: top-5 is not known, so it is not reported (before, it equalled top-1); an image with fewer
+    lines than the others is that image's unusable output."""
+    _, predictions, logits = ort_run
+    full = dumps.result_txt(tmp_path / "full.txt", image_paths(sample_root, predictions["id"]), logits)
+    top0 = tmp_path / "result.txt"
+    top0.write_text("".join(line for line in full.read_text().splitlines(keepends=True) if "Relay top-0 " in line))
+    with pytest.raises(UserError, match=rf"{top0}: lists 1 predictions per image \(top-0..top-0\), and top-5 needs 5"):
+        run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={top0}", "runtime.allow_missing=true"])
+    one_short = tmp_path / "one_short.txt"
+    one_short.write_text("".join(full.read_text().splitlines(keepends=True)[:-1]))  # the last image's top-4 gone
+    with pytest.raises(UserError, match=r"1 outputs are unusable .*top-k lines \[0, 1, 2, 3\] are not 0..4"):
+        run_in_process(tmp_path, sample_root, ["runtime=vamp", f"runtime.result_txt={one_short}"])
