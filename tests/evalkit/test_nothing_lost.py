@@ -22,9 +22,9 @@ from ..conftest import run_cli, tiny_onnx  # noqa: TID252
 from .test_cli import imagefolder  # noqa: TID252
 
 
-def photos(root: Path, n: int) -> Path:
-    """The first ``n`` class folders of the shared photos, copied (the tests change them)."""
-    copy = root.parent / f"photos-{n}"
+def photos(root: Path, n: int, into: Path) -> Path:
+    """The first ``n`` class folders of the shared photos, copied into ``into`` (the tests change them)."""
+    copy = into / f"photos-{n}"
     for folder in sorted(root.iterdir())[:n]:
         shutil.copytree(folder, copy / folder.name)
     return copy
@@ -41,7 +41,7 @@ def predictions(run_dir: Path) -> pd.DataFrame:
 
 def test_a_failed_results_write_keeps_the_scores_and_resume_lands_them_without_scoring_again(
         lite0_onnx, sample_root, tmp_path, monkeypatch, capsys):
-    root = photos(sample_root, 12)
+    root = photos(sample_root, 12, tmp_path)
     whole = run(lite0_onnx, root, tmp_path / "whole")
 
     def disk_full(*args, **kwargs):
@@ -63,7 +63,7 @@ def test_a_failed_results_write_keeps_the_scores_and_resume_lands_them_without_s
 
 
 def test_an_image_changed_between_the_stop_and_resume_is_scored_again(lite0_onnx, sample_root, tmp_path, monkeypatch):
-    root = photos(sample_root, 6)
+    root = photos(sample_root, 6, tmp_path)
     with monkeypatch.context() as patch:
         patch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
         with pytest.raises(UserError):
@@ -79,7 +79,7 @@ def test_an_image_changed_between_the_stop_and_resume_is_scored_again(lite0_onnx
 
 
 def test_a_damaged_history_index_is_rebuilt_and_the_run_still_lands(lite0_onnx, sample_root, tmp_path, capsys):
-    root = photos(sample_root, 3)
+    root = photos(sample_root, 3, tmp_path)
     run(lite0_onnx, root, tmp_path / "results")
     (tmp_path / "results" / "history.sqlite").write_bytes(b"this is not a database" * 100)
     second = run(lite0_onnx, root, tmp_path / "results")
