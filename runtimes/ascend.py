@@ -8,7 +8,6 @@ original flow from evalkit's own recipe, so the loop closes.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import BadOutput, Context, OfflineRuntime, Sample, read_npy
+from evalkit.contract import BadOutput, Context, OfflineRuntime, Sample, parse_json, read_text, read_npy
 from evalkit.errors import UserError
 
 #: file name patterns, most specific first: (format, regex)
@@ -68,6 +67,8 @@ class AscendDump(OfflineRuntime):
         self.allow_missing = options.allow_missing
         self.num_outputs = num_outputs
         self.summary = self._summary_path()
+        # read before any scoring: a perf file that cannot be used stops the run now, not after it has scored
+        self.perf = perf(folder, self.summary)
         self.format = self._detect() if options.format == "auto" else options.format
         if self.format not in FORMATS:
             raise UserError(f"runtime.format={self.format!r} is not one of auto, {', '.join(FORMATS)}")
@@ -142,18 +143,31 @@ class AscendDump(OfflineRuntime):
                         f"(model.num_classes={self.num_outputs}; truncated, or more than an output?)")
 
     def info(self) -> dict[str, Any]:
-        return {"format": self.format, "dump_dir": str(self.folder), "perf": perf(self.folder, self.summary)}
+        return {"format": self.format, "dump_dir": str(self.folder), "perf": self.perf}
 
 
 def _load_json(path: Path) -> dict:
+    what = f"{path}: the ais_bench summary"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable ais_bench summary ({e})") from e
+        data = parse_json(read_text(path, what), what)
+    except OSError as e:
+        raise UserError(f"{what} cannot be read ({e.strerror})") from e
+    if not isinstance(data, dict):
+        raise UserError(f"{what} is not a JSON object: is it an ais_bench --output summary?")
+    return data
 
 
 _PERF_LINE = re.compile(r"^\[(?P<stage>[^\]]+)\]\s*(?P<rest>.*)$")
 _KEY_VALUE = re.compile(r"(?P<key>[A-Za-z_ ]+?):\s*(?P<value>[-+0-9.eE]+)")
+
+
+def _figures(text: str, path: Path) -> dict[str, float]:
+    """``key: number`` pairs of a perf line; a number that does not parse names the file."""
+    try:
+        return {k["key"].strip(): float(k["value"]) for k in _KEY_VALUE.finditer(text)}
+    except ValueError as e:
+        raise UserError(f"{path}: not a benchmark perf file the tool wrote ({e}); move it out of "
+                        f"{path.parent} or fix it") from e
 
 
 def perf(folder: Path, summary: Path | None) -> dict[str, Any]:
@@ -161,14 +175,14 @@ def perf(folder: Path, summary: Path | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for path in sorted(folder.parent.glob("perf_vision_batchsize_*_device_*.txt")):
         stages = {}
-        for line in path.read_text().splitlines():
+        for line in read_text(path, "benchmark perf file").splitlines():
             m = _PERF_LINE.match(line.strip())
             if m:
-                stages[m["stage"]] = {k["key"].strip(): float(k["value"]) for k in _KEY_VALUE.finditer(m["rest"])}
+                stages[m["stage"]] = _figures(m["rest"], path)
         batch = re.search(r"batchsize_(\d+)", path.name)
         found[f"benchmark_bs{batch[1]}"] = stages
     for path in sorted(folder.parent.glob("PureInfer_perf_of_*.txt")):
-        found["pure_infer"] = {k["key"].strip(): float(k["value"]) for k in _KEY_VALUE.finditer(path.read_text())}
+        found["pure_infer"] = _figures(read_text(path, "PureInfer perf file"), path)
     if summary is not None:
         data = _load_json(summary)
         found["ais_bench"] = {k: v for k, v in data.items() if k != "filesinfo"}

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from evalkit.contract import K, BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr, read_npy
+from evalkit.contract import K, BadOutput, Classes, Context, OfflineRuntime, Sample, decode_bgr, read_npy, read_text
 from evalkit.errors import UserError
 
 _OUTPUT = re.compile(r"^output_(\d+)\.npz$")
@@ -49,7 +49,7 @@ class VampNpz(OfflineRuntime):
         self.folder, self.datalist = folder, datalist
         self.allow_missing = options.allow_missing
         self.num_outputs = num_outputs
-        self.lines = [ln.strip() for ln in datalist.read_text().splitlines() if ln.strip()]
+        self.lines = [ln.strip() for ln in read_text(datalist, 'the vamp datalist').splitlines() if ln.strip()]
 
     def entries(self) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
@@ -85,7 +85,7 @@ class ResultTxt(OfflineRuntime):
         self.num_classes = num_classes
         self.allow_missing = options.allow_missing
         self.runs: dict[str, list[dict[int, int]]] = {}
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text(path, 'result.txt').splitlines(), 1):
             if not line.strip():
                 continue
             m = _RESULT_LINE.match(line.strip())

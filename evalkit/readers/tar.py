@@ -82,7 +82,7 @@ def _label(shard: Path, member: str, text: bytes, count: int) -> int:
         value = json.loads(text) if member.lower().endswith(".json") else int(text.decode().strip())
         if isinstance(value, dict):
             value = value["label"] if "label" in value else value["cls"]
-    except (UnicodeDecodeError, ValueError, KeyError) as e:
+    except (UnicodeDecodeError, ValueError, KeyError, RecursionError) as e:  # RecursionError: absurdly nested
         shown = text[:80].decode(errors="replace")
         raise UserError(f"{shard}: member {member}: cannot read a label from {shown!r}: {fix}") from e
     if not isinstance(value, int) or isinstance(value, bool):

@@ -147,3 +147,28 @@ def test_no_dump_dir_or_no_outputs_are_user_errors(tmp_path, sample_root):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no output files named"):
         run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={tmp_path / 'empty'}"])
+
+
+@pytest.mark.parametrize("name,text,said", [
+    ("perf_vision_batchsize_16_device_0.txt", "[e2e] throughputRate: .e\n", "not a benchmark perf file"),
+    ("perf_vision_batchsize_16_device_0.txt", b"\xc3\x28 [e2e] x: 1", "not UTF-8 text"),
+])
+def test_a_perf_file_that_cannot_be_read_stops_the_run_before_it_scores(ort_run, sample_root, tmp_path, name, text,
+                                                                        said):
+    _, predictions, logits = ort_run
+    folder = dumps.benchmark(tmp_path / "result" / "dumpOutput_device0", list(predictions["id"]), logits)
+    path = tmp_path / "result" / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(UserError, match=said):
+        run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("summary,said", [("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object"),
+                                          ("[" * 100_000 + "]" * 100_000, "nested too deeply")])
+def test_a_malformed_ais_bench_summary_is_one_message(ort_run, sample_root, tmp_path, summary, said):
+    _, predictions, logits = ort_run
+    folder = dumps.ais_bench(tmp_path / "out" / "2026_11_22-06_00_00", list(predictions["id"]), logits, "npy")
+    (folder.parent / f"{folder.name}_summary.json").write_text(summary)
+    with pytest.raises(UserError, match=said):
+        run_in_process(tmp_path, sample_root, ["runtime=ascend", f"runtime.dump_dir={folder}"])
