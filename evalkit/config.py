@@ -97,6 +97,11 @@ class CacheConfig:
     #: keep the recipe's pixels on disk so later runs with the same recipe and images skip decoding
     enabled: bool = True
     dir: str = "${cache_dir}/tensors"
+    #: after every run, remove the least recently used entries of cache_dir until it holds at most this (GB)
+    max_gb: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        at_least("cache.max_gb", self.max_gb, 0)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from evalkit.config import ModelConfig
 from evalkit.contract import Recipe, file_sha256, params_dict, safe_name
 from evalkit.errors import UserError
 from evalkit.weights import Weights, resolve
+from evalkit.cache import touch, write_sidecar
 
 RECIPE_KEY = "evalkit.recipe"
 MODEL_KEY = "evalkit.model"
@@ -152,10 +153,13 @@ def onnx_file(model: ModelConfig, recipe: Recipe, cache_dir: Path) -> Path:
         return _existing(model.onnx, "model.onnx")
     weights = resolve(model)
     out = cached_path(model, weights, recipe, cache_dir)
-    if not out.is_file():
+    if out.is_file():
+        touch(out)
+    else:
         print(f"exporting {model.arch} weights {weights.hub_id or weights.path} to {out} (first use, cached)",
               file=sys.stderr)
         figures = export(model, recipe, out)
+        write_sidecar(out)
         print(_format_check(figures), file=sys.stderr)
     return out
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evalkit import dataset
+from evalkit.cache import touch, write_sidecar
 from evalkit.contract import (GROUPS, Context, PrecisionOptions, Recipe, Sample, dist_versions, file_sha256, load,
                               plugins)
 from evalkit.errors import UserError
@@ -100,6 +101,9 @@ class Transformed:
                 os.replace(tmp, out)
             finally:
                 tmp.unlink(missing_ok=True)
+            write_sidecar(out)
+        else:
+            touch(out)
         self.record = {"transform": name, "exclude": list(self.options.exclude), "source_sha256": source_sha256,
                        "model": str(out), "model_sha256": file_sha256(out), "cache_hit": hit, "tools": tools,
                        "calibration": calibration}

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 import evalkit
 from evalkit import preprocess
 from evalkit import dataset as datasets
-from evalkit import history, pipeline, preflight, record, reference, resume, weights
+from evalkit import cache, history, pipeline, preflight, record, reference, resume, weights
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir, tensor_cache_dir
 from evalkit.errors import UserError, capped
@@ -192,6 +192,11 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                 "the run without scoring again") if checkpoint.is_dir() else ""
         raise UserError(f"the run could not be written to {cfg.results.dir}: {e.strerror or e}{kept}") from e
     resume.Checkpoint(checkpoint).clear()  # only now that the run has landed
+    if cfg.cache.max_gb is not None:
+        removed, freed = cache.prune(cache_dir(cfg), max_gb=cfg.cache.max_gb)
+        if removed:
+            print(f"cache: removed {len(removed)} least recently used entries ({freed / 1e9:.2f} GB) to stay within "
+                  f"cache.max_gb={cfg.cache.max_gb:g}")
     if cfg.results.history and cfg.dataset.name != DEMO_DATASET:  # 4 demo photos are no point of a trend
         history.add_safely(Path(cfg.results.history), run_dir)
     print(f"run written to {run_dir}")
