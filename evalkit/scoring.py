@@ -133,4 +133,4 @@ def annotate(predictions: pd.DataFrame, logits: np.ndarray | None = None,
     top = predictions[[f"pred{k + 1}" for k in range(K)]].to_numpy()
     probs = np.take_along_axis(softmax(logits, axis=1), np.maximum(top, 0), axis=1)
     probs[top < 0] = np.nan  # no prediction
-    return out.assign(**{f"prob{k + 1}": probs[:, k] for k in range(K)})
+    return out.assign(**{f"prob{k + 1}": probs[:, k].astype(np.float32) for k in range(K)})
