@@ -113,6 +113,17 @@ def runs(db: Path) -> pd.DataFrame:
                FROM runs r ORDER BY created""", conn)
 
 
+def verdicts(db: Path) -> pd.DataFrame:
+    """Every gate verdict (run_id, checked, passed, and the verdict as the gate wrote it, in ``report``), oldest
+    first; one gate command gives all its verdicts the same ``checked``."""
+    if not db.is_file():
+        return pd.DataFrame(columns=["run_id", "checked", "passed", "report"])
+    with closing(connect(db)) as conn:
+        frame = pd.read_sql_query("SELECT * FROM verdicts ORDER BY checked", conn)
+    frame["report"] = frame["report"].map(json.loads)
+    return frame
+
+
 @dataclass
 class Sweep:
     """A sweep's plan: its points (number -> overrides) and the SLURM job that ran each one last."""
@@ -213,8 +224,13 @@ def last_sweep(frame: pd.DataFrame, results: Path) -> str | None:
     return max(times, key=times.get) if times else None
 
 
+def trend_label(model: str, runtime: str, precision: str, list_fingerprint: str, n: int) -> str:
+    """How a trend is named: what it follows, and on how many images."""
+    return f"{model} / {runtime} {precision} / list {str(list_fingerprint)[:8]} (n={n})"
+
+
 def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
-    """Top-1 over time, one line per model/runtime/precision."""
+    """Top-1 over time, one line per model/runtime/precision/sample list (the legend below, whole)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,16 +240,17 @@ def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
     if frame.empty:
         raise UserError("no runs in the history to plot")
     frame["created"] = pd.to_datetime(frame["created"])
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for (model, runtime, precision), group in frame.groupby(["model", "runtime", "precision"]):
-        ax.plot(group["created"], group["top1"], marker="o", label=f"{model} / {runtime} {precision}")
+    groups = frame.groupby(["model", "runtime", "precision", "list_fingerprint"])
+    fig, ax = plt.subplots(figsize=(9, 4.5 + 0.2 * len(groups)), layout="constrained")
+    for (model, runtime, precision, fingerprint), group in groups:
+        ax.plot(group["created"], group["top1"], marker="o",
+                label=trend_label(model, runtime, precision, fingerprint, group["n"].iloc[-1]))
     ax.set_xlabel("run")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title("top-1 per model and runtime over time")
+    ax.set_title("top-1 per model, runtime, precision and sample list over time", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", fontsize=8, frameon=False)
     fig.autofmt_xdate()
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
