@@ -349,7 +349,7 @@ def flip_section(runs: pd.DataFrame, base: str, other: str, number: int, shown: 
     a, b = html.escape(name[base]), html.escape(name[other])
     pa, pb = _flips(base, other)
     test = mcnemar(base, other)
-    parts = [f"<h3 id='pair-{number}'>{b} against {a}</h3>",
+    parts = [f"<section class=pair id='pair-{number}'><h3>{b} against {a}</h3>",
              f"<p>{len(pa)} images with another top-1: {test['only_a_right']} only the baseline has right, "
              f"{test['only_b_right']} only this run, the rest neither (McNemar p = {test['p_value']:.3g}).</p>"]
     if has_logits(base) and has_logits(other):
@@ -375,7 +375,7 @@ def flip_section(runs: pd.DataFrame, base: str, other: str, number: int, shown: 
     more = (f"<p class=note>the first {shown} of {len(pa)} shown; all of them: --csv</p>" if len(pa) > shown else "")
     parts.append(f"<h4>Images that flipped</h4>{more}<table class=flips id='flips-{number}'><thead><tr><th>picture</th>"
                  f"<th>image</th><th>true class</th><th>{a} (baseline) top-5</th><th>{b} top-5</th><th>right</th>"
-                 f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+                 f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
     return "\n".join(parts)
 
 
