@@ -56,3 +56,15 @@ def test_trend_plot_is_a_png(tmp_path):
     out = history.plot_trend(history.runs(db), tmp_path / "trend.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(history.runs(db), pd.DataFrame)
+
+
+def test_verdicts_keep_what_the_gate_wrote(tmp_path):
+    runs = make_runs(tmp_path, 1)
+    db = tmp_path / "results" / "history.sqlite"
+    history.add(db, runs[0])
+    verdict = {"run_id": runs[0].name, "checked": "2026-01-01T00:00:00", "passed": False, "outcome": "fail",
+               "checks": [{"name": "reference", "passed": False, "detail": "below", "no_verdict": "n/a"}]}
+    history.add_verdict(db, runs[0], verdict)
+    frame = history.verdicts(db)
+    assert list(frame["run_id"]) == [runs[0].name] and frame["report"].iloc[0] == verdict
+    assert history.verdicts(tmp_path / "none.sqlite").empty

@@ -161,3 +161,10 @@ def test_the_nightly_site_in_the_browser(browser, nightly, tmp_path):
     assert flip_rows(browser, 0) == differing(runs["wide"], runs["full"]) > 0
     assert flip_rows(browser, 1) == differing(runs["wide"], runs["again"]) == 0
     assert all(images_loaded(browser))
+
+
+def test_a_folder_without_results_is_one_message_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        report.main(["--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "site")])
+    assert stop.value.code == 2 and "no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
