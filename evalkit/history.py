@@ -124,6 +124,17 @@ def verdict_word(passed: Any, report: str | None) -> str:
     return found or ("pass" if passed == 1 else "fail")
 
 
+def verdicts(db: Path) -> pd.DataFrame:
+    """Every gate verdict (run_id, checked, passed, and the verdict as the gate wrote it, in ``report``), oldest
+    first; one gate command gives all its verdicts the same ``checked``."""
+    if not db.is_file():
+        return pd.DataFrame(columns=["run_id", "checked", "passed", "report"])
+    with closing(connect(db)) as conn:
+        frame = pd.read_sql_query("SELECT * FROM verdicts ORDER BY checked", conn)
+    frame["report"] = frame["report"].map(json.loads)
+    return frame
+
+
 @dataclass
 class Sweep:
     """A sweep's plan: its points (number -> overrides) and the SLURM job that ran each one last."""
@@ -243,14 +254,15 @@ def select(frame: pd.DataFrame, model: str | None = None, runtime: str | None = 
 SERIES = ["model", "runtime", "precision", "list_fingerprint"]
 
 
-def series_label(model: str, runtime: str, precision: str, samples: str, n: int) -> str:
-    return f"{model} / {runtime} {precision} / samples {samples[:8]} (n={n})"
+def trend_label(model: str, runtime: str, precision: str, samples: str, n: int) -> str:
+    """How a trend is named: what it follows, and on how many images."""
+    return f"{model} / {runtime} {precision} / samples {str(samples)[:8]} (n={n})"
 
 
 def trend_series(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The lines of the trend plot: label -> its runs (created, top1, id), oldest first; shards left out."""
     frame = frame[frame["shard"].isna()]
-    return {series_label(model, runtime, precision, samples, int(group["n"].iloc[-1])):
+    return {trend_label(model, runtime, precision, samples, int(group["n"].iloc[-1])):
             group[["created", "top1", "id"]].reset_index(drop=True)
             for (model, runtime, precision, samples), group in frame.groupby(SERIES)}
 
@@ -266,14 +278,14 @@ def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
     series = trend_series(frame)
     if not series:
         raise UserError("no runs in the history to plot (check the filters)")
-    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 4.5 + 0.2 * len(series)), layout="constrained")
     for label, runs_of in series.items():
         ax.plot(pd.to_datetime(runs_of["created"]), runs_of["top1"], marker="o", label=label)
     ax.set_xlabel("run")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title("top-1 per model, runtime, precision and sample list")
+    ax.set_title("top-1 per model, runtime, precision and sample list over time", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", fontsize=8, frameon=False)
     fig.autofmt_xdate()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

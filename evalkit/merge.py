@@ -23,7 +23,7 @@ from evalkit import history, record, reference
 from evalkit.contract import K, DatasetOptions, Sample, samples_fingerprint
 from evalkit.errors import UserError
 from evalkit.record import RunRecord
-from evalkit.scoring import Scorer
+from evalkit.scoring import Scorer, annotate
 
 
 def _same(runs: list[RunRecord], what: str, get) -> None:
@@ -57,8 +57,9 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
     if "path" in predictions:
         result.predictions.insert(2, "path", predictions["path"])
     result.metrics["background_class"] = runs[0].metrics["background_class"]
-    logits = ([np.load(d / "logits.npy") for d in run_dirs] if all((d / "logits.npy").is_file() for d in run_dirs)
-              else None)
+    logits = (np.concatenate([np.load(d / "logits.npy") for d in run_dirs])
+              if all((d / "logits.npy").is_file() for d in run_dirs) else None)
+    result.predictions = annotate(result.predictions, logits, runs[0].dataset.get("label_space"))
     first = runs[0]
     run_id = record.new_run_id(first.model_name, first.runtime_name)
     seconds = [r.timing["seconds"] for r in runs]
@@ -76,7 +77,7 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
         merged_from=[r.id for r in runs],
         warnings=[w for r in runs for w in r.warnings],
     )
-    out = record.write(results, run_id, merged, result, np.concatenate(logits) if logits else None)
+    out = record.write(results, run_id, merged, result, logits)
     if db is not None:
         history.add(db, out)
     return out

@@ -1,7 +1,7 @@
 """Run records: one directory per run, written atomically (temp dir, then rename).
 
     <results.dir>/<run id>/run.json         metrics, config, versions, fingerprints, reference comparison
-                           predictions.csv  id, label, pred1..pred5 for every image
+                           predictions.csv  id, label, path, pred1..pred5, wnid, class_name (prob1..prob5 with logits) per image
                            per_class.csv    n, top-1, top-5 per class
                            logits.npy       only with results.save_logits=true
 """

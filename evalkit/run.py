@@ -29,7 +29,7 @@ from evalkit.export import RECIPE_KEY
 from evalkit.contract import OfflineRuntime, Runtime, cpu_cores, dist_versions, samples_fingerprint
 from evalkit.plugins import make_context, open_runtime
 from evalkit.precision import Transformed
-from evalkit.scoring import Scorer
+from evalkit.scoring import Scorer, annotate
 from evalkit.workers import default_workers
 from evalkit.preprocess import Recipe, params_dict
 
@@ -153,6 +153,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
         runtime.close()
     result = outcome.scorer.result()
     result.predictions.insert(2, "path", [str(s.path) for s in samples])
+    result.predictions = annotate(result.predictions, outcome.logits, space)
     table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params), cfg.dataset.test_set)
     run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
     run = record.RunRecord(

@@ -1,6 +1,7 @@
 """The streaming scorer: each image's top-5 predictions (stable tie-break), fed to the run's metric plug-ins.
 
 Keeps only each image's top-5 indices, never all logits; the metrics see each batch's logits as it passes.
+``annotate`` names the classes of the scored predictions (and their probabilities, where the logits were kept).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from evalkit.contract import GROUPS, K, DatasetOptions, Scored, load
 from evalkit.classes import imagenet1k
@@ -109,3 +111,26 @@ class Scorer:
         )
         per_class[["top1", "top5"]] *= 100.0
         return Result(metrics, predictions, per_class.reset_index())
+
+
+def annotate(predictions: pd.DataFrame, logits: np.ndarray | None = None,
+             label_space: Sequence[int] | None = None) -> pd.DataFrame:
+    """``predictions`` (id, label, [path,] pred1..pred5) with the true class as ``wnid`` and ``class_name``, and with
+    ``prob1..prob5`` (softmax over the classes the set covers) when the logits were kept: a person reading a flip
+    sees what the image is and how sure each run was, without the class list or logits.npy at hand."""
+    classes = imagenet1k()
+    labels = predictions["label"].to_numpy()
+    out = predictions.assign(wnid=[classes.wnids[i] for i in labels], class_name=[classes.names[i] for i in labels])
+    if logits is None:
+        return out
+    logits = np.asarray(logits, np.float64)
+    if logits.shape[1] == len(classes) + 1:  # background at index 0, as scored
+        logits = logits[:, 1:]
+    if label_space is not None:
+        outside = np.ones(logits.shape[1], bool)
+        outside[list(label_space)] = False
+        logits = np.where(outside, -np.inf, logits)
+    top = predictions[[f"pred{k + 1}" for k in range(K)]].to_numpy()
+    probs = np.take_along_axis(softmax(logits, axis=1), np.maximum(top, 0), axis=1)
+    probs[top < 0] = np.nan  # no prediction
+    return out.assign(**{f"prob{k + 1}": probs[:, k].astype(np.float32) for k in range(K)})

@@ -93,3 +93,15 @@ def test_list_and_plot_filter_by_sample_list_and_say_n_and_the_verdict_in_words(
     assert all(r.name in listed for r in runs[:2]) and runs[2].name not in listed
     assert "unverified" in listed and "not gated" in listed and " recipe " in listed.splitlines()[0]
     assert "wrote" in command("plot", "--samples", three[:10], "--out", str(tmp_path / "t.png"))
+
+
+def test_verdicts_keep_what_the_gate_wrote(tmp_path):
+    runs = make_runs(tmp_path, 1)
+    db = tmp_path / "results" / "history.sqlite"
+    history.add(db, runs[0])
+    verdict = {"run_id": runs[0].name, "checked": "2026-01-01T00:00:00", "passed": False, "outcome": "fail",
+               "checks": [{"name": "reference", "passed": False, "detail": "below", "no_verdict": "n/a"}]}
+    history.add_verdict(db, runs[0], verdict)
+    frame = history.verdicts(db)
+    assert list(frame["run_id"]) == [runs[0].name] and frame["report"].iloc[0] == verdict
+    assert history.verdicts(tmp_path / "none.sqlite").empty

@@ -70,7 +70,8 @@ def test_the_merged_run_lists_the_bad_images_of_every_shard(sample_root, lite0_o
 def test_merge_last_sweep_names_a_missing_shard_then_merges_the_sweep(sample_root, lite0_onnx, tmp_path):
     results = tmp_path / "r"
     common = [f"model.onnx={lite0_onnx}", "dataset=imagefolder", f"dataset.root={sample_root}",
-              f"results.dir={results}", "progress=false", "dataset.limit=10", "dataset.num_shards=2"]
+              f"results.dir={results}", "results.save_logits=true", "progress=false", "dataset.limit=10",
+              "dataset.num_shards=2"]  # logits like the whole run's: both predictions.csv carry prob1..prob5
     points = {i: [*common, f"dataset.shard={i}"] for i in (0, 1)}
     sweep_dir = results / ".sweeps" / "20260101T000000"
     history.plan_sweep(sweep_dir, points, {i: f"5_{i}" for i in points})

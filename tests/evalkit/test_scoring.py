@@ -66,3 +66,22 @@ def test_bad_logits_are_user_errors(logits, message):
 def test_nothing_scored_is_an_error():
     with pytest.raises(UserError, match="no images"):
         Scorer(["topk"]).result()
+
+
+def test_annotate_names_the_true_class_and_gives_the_top5_probabilities():
+    from evalkit.scoring import annotate
+
+    logits = np.stack([logits_ranking([7, 1, 2]), logits_ranking([1, 2, 8])])
+    s = Scorer(["topk"])
+    s.update(["a", "b"], np.array([7, 8]), logits)
+    named = annotate(s.result().predictions)
+    assert list(named["wnid"]) == ["n01514668", "n01514859"] and list(named["class_name"]) == ["cock", "hen"]
+    assert "prob1" not in named
+    probs = annotate(s.result().predictions, logits)
+    expected = np.exp(10.0) / (np.exp([10.0, 9.0, 8.0]).sum() + 997)
+    assert probs.loc[0, "prob1"] == pytest.approx(expected) and probs.loc[0, "prob1"] > probs.loc[0, "prob2"]
+    # a 1001-class head is scored without its background column; classes outside the set get no probability
+    with_background = annotate(s.result().predictions, np.concatenate([np.full((2, 1), 50.0), logits], axis=1))
+    assert with_background.loc[0, "prob1"] == pytest.approx(expected)
+    assert annotate(s.result().predictions, logits, label_space=[1, 2, 7, 8]).loc[0, "prob1"] == pytest.approx(
+        np.exp(10.0) / (np.exp([10.0, 9.0, 8.0]).sum() + 1))
