@@ -141,9 +141,11 @@ def test_the_nightly_site_in_the_browser(browser, nightly, tmp_path):
     assert "point 3 (precision=int8 precision.calibration.root=/nowhere; SLURM job 7_3): " \
            "precision.calibration.root=/nowhere: no such folder" in missing
     gate_rows = browser.find_elements("css selector", "#gate tbody tr")
-    assert [r.get_attribute("class") for r in gate_rows] == ["fail", "unverified", "unverified"]
-    assert "history flips: 0 images changed top-1 since run" in gate_rows[0].text
-    assert "0 pass, 1 fail, 2 unverified (of 3 runs); 1 sweep point(s) without a run" in browser.page_source
+    # the second gate judged each run against the one before it, whatever its recipe (flips allowed: -1)
+    assert [r.get_attribute("class") for r in gate_rows] == ["fail", "fail", "unverified"]
+    assert all("history flips:" in r.text for r in gate_rows[:2])
+    assert any("recipe changed: crop_pct" in r.text for r in gate_rows[:2])
+    assert "0 pass, 2 fail, 1 unverified (of 3 runs); 1 sweep point(s) without a run" in browser.page_source
 
     open_page(browser, site / "trends.html", tmp_path / "trends.png")
     cards = "return Array.from(document.querySelectorAll('.card')).filter(c => c.style.display !== 'none').length"
