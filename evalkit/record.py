@@ -2,7 +2,7 @@
 
     <results.dir>/<run id>/run.json         metrics, config, versions, fingerprints, reference comparison
                            predictions.csv  id, label, pred1..pred5 for every image
-                           per_class.csv    n, top-1, top-5 per class
+                           per_class.csv    label, wnid, class_name, n, top-1, top-5 per class
                            logits.npy       only with results.save_logits=true
 """
 
@@ -167,9 +167,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-def new_run_id(model: str, runtime: str) -> str:
+def new_run_id(model: str, runtime: str, precision: str) -> str:
+    """``<stamp>-<model>-<runtime>-<precision>-<uuid>``: a folder listing tells the runs apart by what ran."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{safe_name(model, 60)}-{safe_name(runtime, 20)}-{uuid.uuid4().hex[:6]}"
+    return (f"{stamp}-{safe_name(model, 60)}-{safe_name(runtime, 20)}-{safe_name(precision, 20)}-"
+            f"{uuid.uuid4().hex[:6]}")
 
 
 def write(results_dir: Path, run_id: str, run: RunRecord, result: Result, logits: np.ndarray | None = None) -> Path:

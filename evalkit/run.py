@@ -150,7 +150,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     result = outcome.scorer.result()
     result.predictions.insert(2, "path", [str(s.path) for s in samples])
     table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params), cfg.dataset.test_set)
-    run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
+    run_id = record.new_run_id(cfg.model.name, cfg.runtime.name, cfg.precision.name)
     run = record.RunRecord(
         id=run_id,
         created=datetime.now(timezone.utc).isoformat(),

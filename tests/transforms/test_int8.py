@@ -28,6 +28,7 @@ def test_top1_within_one_point_of_fp32_with_a_separate_calibration_set(ort_run, 
     run, predictions = int8_run
     assert run["metrics"]["top1"] >= fp32["metrics"]["top1"] - 1.0, (run["metrics"]["top1"], fp32["metrics"]["top1"])
     assert run["runtime"]["info"]["executed_precision"] == "int8 Q/DQ simulated in fp32"
+    assert "-tf_efficientnet_lite0-ort-int8-" in run["id"]  # the run folder's name says the precision
     calibration = run["transform"]["calibration"]
     assert calibration["overlaps_evaluation"] is False and calibration["method"] == "minmax"
     assert calibration["images"] == calibration["classes"] > 10  # one photo per folder, every folder taken
