@@ -137,13 +137,16 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
                                 f"(dataset.bad_images=count_wrong), e.g. {first[0]}: {first[1]}")
+            overlap = transformed.overlap(outcome.digests)
+            if overlap:
+                warnings.append(overlap)
             if outcome.repaired:
                 warnings.append(f"tensor cache repaired: {outcome.repaired} damaged row(s) (cut off, or failing their "
                                 "checksum) prepared again from their images")
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
-        warnings = notes + transformed.warnings + warnings  # printed when the reader and the transform ran
+        warnings = notes + warnings  # the reader's were printed when it ran
         runtime_info = runtime.info()
     finally:
         runtime.close()
