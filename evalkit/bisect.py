@@ -215,7 +215,8 @@ def search(qdq: Path, source: Path, subset: PreparedSource, target: float, check
     """Measure every quantized layer of ``qdq`` left alone in fp32 on ``subset``, then exclude the most
     sensitive ones, greedily, until top-1 on ``subset`` is within ``target`` points of ``source`` (fp32)."""
     import onnx
-    from tqdm import tqdm
+
+    from evalkit.progress import bar
 
     qmodel, fmodel = onnx.load(str(qdq)), onnx.load(str(source))
     labels = np.array([s.label for s in subset.samples])
@@ -233,8 +234,8 @@ def search(qdq: Path, source: Path, subset: PreparedSource, target: float, check
     int8_top1 = measure([])["top1"]
     if int8_top1 >= fp32_top1 - target:
         return Search([], fp32_top1, int8_top1, int8_top1, {}, len(labels))
-    sensitivity = {layer: measure([layer]) for layer in tqdm(layers, desc="layers", unit="variant",
-                                                              disable=not progress, dynamic_ncols=True)}
+    sensitivity = {layer: measure([layer])
+                   for layer in bar(layers, desc="layers", unit="variant", disable=not progress)}
     order = sorted(layers, key=lambda layer: (-sensitivity[layer]["top1"], -sensitivity[layer]["snr_db"]))
     exclude: list[str] = []
     reached = int8_top1

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 import evalkit
 from evalkit import preprocess
 from evalkit import dataset as datasets
-from evalkit import history, pipeline, preflight, record, reference, resume, weights
+from evalkit import history, pipeline, preflight, record, reference, resume, runlog, weights
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir, tensor_cache_dir
 from evalkit.errors import UserError, capped
@@ -89,7 +89,15 @@ def recipe_record(recipe: Recipe, decode: str) -> dict:
 
 
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
-    """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
+    """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to.
+
+    What libraries say goes to the run's log.txt, not the terminal (``evalkit.runlog``).
+    """
+    with runlog.capture() as log:
+        return _evaluate(cfg, sweep, log)
+
+
+def _evaluate(cfg: Config, sweep: str | None, log: runlog.RunLog) -> Path:
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
     missing = preflight.problems(cfg)
     notes: list[str] = []
@@ -185,7 +193,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     print(f"precision: {run.precision_label}")
     checkpoint = resume.folder(cfg, resolved, list_fingerprint)
     try:
-        run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
+        run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits, log.text())
     except OSError as e:  # the scores are in the checkpoint: resume=true writes them without scoring again
         kept = (f"; the scores are kept in {checkpoint}: fix it and run the same command with resume=true to write "
                 "the run without scoring again") if checkpoint.is_dir() else ""

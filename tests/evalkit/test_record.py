@@ -40,7 +40,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_run_ids_are_unique_and_name_model_runtime_and_precision():
-    a, b = record.new_run_id("mmcls/cspresnext50", "ort", "int8"), record.new_run_id("mmcls/cspresnext50", "ort", "int8")
+    a, b = (record.new_run_id("mmcls/cspresnext50", "ort", "int8") for _ in range(2))
     assert a != b and "mmcls_cspresnext50-ort-int8-" in a
     assert "/" not in record.new_run_id("m", "ort", "../x")
 
