@@ -12,6 +12,8 @@ calibration images and from the images the result is finally evaluated on (the r
 the search does not fit its own score; subsets are small, so top-1 moves in steps and ties, and the
 logits' SNR against fp32 on the same subset breaks the ties. Then the most sensitive layers join the
 exclude set one by one (greedy, each step measured) until top-1 on the subset is within ``target`` of fp32.
+A model already within ``target`` needs no search: none is made. One image is 100/N points of top-1 on a
+subset of N: a finer target is warned about, as is a ranking that rests on one image.
 
 Variants are cheap: graph surgery on the one Q/DQ model (``leave_fp32``) instead of re-quantizing. It
 reproduces ``precision.exclude=[X]`` exactly: the quantizer keeps an activation's Q/DQ, for all its
@@ -57,6 +59,23 @@ class Search:
     int8_top1: float
     top1: float
     sensitivity: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the subset's size: one image is 100 / images points of top-1
+    images: int = 0
+
+    @property
+    def within_target_already(self) -> bool:
+        """The int8 model met the target as it was: no layer was measured."""
+        return not self.sensitivity
+
+
+def resolution_warning(images: int, target: float) -> str | None:
+    """Top-1 on ``images`` moves in steps of one image: a target finer than one step cannot be told from noise."""
+    step = 100 / images
+    if target <= 0 or step <= target:
+        return None
+    enough = math.ceil(100 / target)
+    return (f"one image is {step:.2f} points on {images} images, coarser than the target {target:g}: use at least "
+            f"{enough} images (subset={enough})")
 
 
 def quantized_layers(model: Any) -> list[str]:
@@ -196,7 +215,8 @@ def search(qdq: Path, source: Path, subset: PreparedSource, target: float, check
     """Measure every quantized layer of ``qdq`` left alone in fp32 on ``subset``, then exclude the most
     sensitive ones, greedily, until top-1 on ``subset`` is within ``target`` points of ``source`` (fp32)."""
     import onnx
-    from tqdm import tqdm
+
+    from evalkit.progress import bar
 
     qmodel, fmodel = onnx.load(str(qdq)), onnx.load(str(source))
     labels = np.array([s.label for s in subset.samples])
@@ -212,15 +232,25 @@ def search(qdq: Path, source: Path, subset: PreparedSource, target: float, check
 
     layers = quantized_layers(qmodel)
     int8_top1 = measure([])["top1"]
-    sensitivity = {layer: measure([layer]) for layer in tqdm(layers, desc="layers", unit="variant",
-                                                              disable=not progress, dynamic_ncols=True)}
+    if int8_top1 >= fp32_top1 - target:
+        return Search([], fp32_top1, int8_top1, int8_top1, {}, len(labels))
+    sensitivity = {layer: measure([layer])
+                   for layer in bar(layers, desc="layers", unit="variant", disable=not progress)}
     order = sorted(layers, key=lambda layer: (-sensitivity[layer]["top1"], -sensitivity[layer]["snr_db"]))
     exclude: list[str] = []
     reached = int8_top1
     while reached < fp32_top1 - target and len(exclude) < len(order):
         exclude.append(order[len(exclude)])
         reached = measure(exclude)["top1"]
-    return Search(exclude, fp32_top1, int8_top1, reached, sensitivity)
+    return Search(exclude, fp32_top1, int8_top1, reached, sensitivity, len(labels))
+
+
+def describe(name: str, measured: dict[str, float], found: Search) -> str:
+    """A layer's top-1 with only it in fp32, its logits' SNR (the tie-break), and what a top-1 above fp32's is."""
+    above = round((measured["top1"] - found.fp32_top1) * found.images / 100)
+    note = ("" if above <= 0 else f", {above} images above fp32" if above > 1 else
+            ", one image above fp32: within one image, noise")
+    return f"{name} {measured['top1']:.2f} ({measured['snr_db']:.1f} dB{note})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,8 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         recipe, samples, context, fp32 = open_run(cfg)
         qdq = context.onnx_file()
         source = fp32()
-        calibration = cfg.precision.calibration
-        calibrated = set() if calibration.root else {s.id for s in calibration_subset(samples, calibration.size)}
+        # the calibration images by content: those drawn from the dataset, and copies of its images given apart
+        digests = set(context.onnx_file.calibration_digests)
+        calibrated = {s.id for s in samples if hashlib.sha256(s.read()).digest() in digests}
         pool = [s for s in samples if s.id not in calibrated]
         held = calibration_subset(pool, size)
         kept = {s.id for s in held}
@@ -254,11 +285,20 @@ def main(argv: list[str] | None = None) -> None:
                             "to evaluate on; give a smaller subset or more images")
         print(f"model {cfg.model.name} int8 ({qdq.name}): subset of {len(held)} images, evaluation on the other "
               f"{len(rest)}" + (f", {len(calibrated)} calibration images left out" if calibrated else ""))
+        coarse = resolution_warning(len(held), target)
+        if coarse:
+            print(f"WARNING: {coarse}", file=sys.stderr)
         with context.prepared(held) as subset:
             found = search(qdq, source, subset, target, checkpoint_path(cache_dir(cfg), qdq, source, subset,
                                                                         recipe.fingerprint), cfg.progress,
                            cfg.model.num_classes)
             x = subset.batch(0, 1)
+        exclude = shlex.quote(f"precision.exclude=[{','.join([*cfg.precision.exclude, *found.exclude])}]")
+        if found.within_target_already:
+            print(f"int8 is already within {target:g} of fp32 on the subset ({len(held)}): top-1 fp32 "
+                  f"{found.fp32_top1:.2f}, int8 {found.int8_top1:.2f}; no layer was measured, none needs to stay fp32")
+            print(exclude)
+            return
         qmodel, fmodel = onnx.load(str(qdq)), onnx.load(str(source))
         layer_macs = macs(fmodel, x, quantized_layers(qmodel))
         share = sum(layer_macs[n] for n in found.exclude) / sum(layer_macs.values()) * 100
@@ -267,14 +307,14 @@ def main(argv: list[str] | None = None) -> None:
             tops = [top1(logits(m, evaluation), labels, cfg.model.num_classes)
                     for m in (fmodel, qmodel, leave_fp32(qmodel, fmodel, set(found.exclude)))]
         worst = sorted(found.sensitivity.items(), key=lambda kv: (-kv[1]["top1"], -kv[1]["snr_db"]))[:5]
-        print("most sensitive layers (top-1 on the subset with only that layer in fp32): " +
-              "; ".join(f"{name} {v['top1']:.2f}" for name, v in worst))
+        print("most sensitive layers (top-1 on the subset with only that layer in fp32; the logits' SNR against fp32 "
+              "breaks ties): " + "; ".join(describe(name, v, found) for name, v in worst))
         print(f"top-1 on the subset ({len(held)}): fp32 {found.fp32_top1:.2f}, int8 {found.int8_top1:.2f}, "
               f"with the exclusions {found.top1:.2f} (target: within {target:g} of fp32)")
         print(f"top-1 on the evaluation set ({len(rest)}): fp32 {tops[0]:.2f}, int8 {tops[1]:.2f}, "
               f"with the exclusions {tops[2]:.2f}")
         print(f"{len(found.exclude)} of {len(layer_macs)} quantized layers stay fp32: {share:.1f} % of their MACs")
-        print(shlex.quote(f"precision.exclude=[{','.join([*cfg.precision.exclude, *found.exclude])}]"))
+        print(exclude)
 
     exit_on_user_error(run)
 

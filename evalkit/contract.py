@@ -29,7 +29,7 @@ is selectable as ``runtime=myrt`` with no change to evalkit. What a module of ea
 - transform (``evalkit.transforms``, named after the precision it makes): ``apply(options, onnx_in, onnx_out,
   context)`` (``Transform``: ONNX in, ONNX out; ``options`` is the run's ``PrecisionOptions``, the context's
   samples are the calibration images when its ``CALIBRATED`` is true) and ``TOOLS``, the distributions whose
-  versions change the output.
+  versions change the output. A library call that prints goes inside ``library_output``: the run's log keeps it.
 
 Heavy dependencies (torch, tensorrt, onnxruntime, cv2) are imported inside ``open``/``apply``, never
 at module level: loading a plug-in to read its ``Options`` must stay light. A missing dependency
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import abc
 import codecs
+import contextlib
 import ctypes
 import dataclasses
 import enum
@@ -47,10 +48,13 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import math
 import os
 import platform
 import re
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -135,6 +139,32 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def library_output(logger: str) -> Iterator[None]:
+    """What a library prints in the block becomes ``logger``'s INFO records, line by line: the run's log keeps it,
+    the terminal does not show it. Both Python's ``sys.stdout``/``sys.stderr`` and the C level's file descriptors
+    1 and 2 are captured, so wrap only the library's own calls in it, never evalkit's output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    python = io.StringIO()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as native:
+        try:
+            os.dup2(native.fileno(), 1)
+            os.dup2(native.fileno(), 2)
+            with contextlib.redirect_stdout(python), contextlib.redirect_stderr(python):
+                yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            native.seek(0)
+            said = python.getvalue() + native.read().decode(errors="replace")
+            for line in said.splitlines():
+                if line.strip():
+                    logging.getLogger(logger).info(line)
 
 
 @dataclass(frozen=True)

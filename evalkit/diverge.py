@@ -161,7 +161,7 @@ class _Sums:
 def compare(reference: Path, test: Path, source: PreparedSource, batch: int = BATCH, progress: bool = True
             ) -> Comparison:
     """Run both models on every image of ``source`` and compare their common feature maps."""
-    from tqdm import tqdm
+    from evalkit.progress import bar
 
     ref, tst = graph(reference), graph(test)
     names = [n for n in ref.candidates if n in tst.candidates]
@@ -180,7 +180,7 @@ def compare(reference: Path, test: Path, source: PreparedSource, batch: int = BA
     local: dict[str, _Sums] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     n = len(source.samples)
-    for lo in tqdm(range(0, n, batch), unit="batch", disable=not progress, dynamic_ncols=True):
+    for lo in bar(range(0, n, batch), unit="batch", disable=not progress):
         x = source.batch(lo, min(lo + batch, n))
         got = []
         for s in sessions:

@@ -61,7 +61,7 @@ def merge(run_dirs: list[Path], results: Path, db: Path | None) -> Path:
               if all((d / "logits.npy").is_file() for d in run_dirs) else None)
     result.predictions = annotate(result.predictions, logits, runs[0].dataset.get("label_space"))
     first = runs[0]
-    run_id = record.new_run_id(first.model_name, first.runtime_name)
+    run_id = record.new_run_id(first.model_name, first.runtime_name, first.precision)
     seconds = [r.timing["seconds"] for r in runs]
     dataset = {k: v for k, v in first.dataset.items() if k not in ("shard", "full_n", "full_list_fingerprint")}
     merged = dataclasses.replace(

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Generator, Protocol
 
 import numpy as np
-from tqdm import tqdm
-
 from evalkit.contract import K, BadOutput, OfflineRuntime, Recipe, Runtime, Sample
 from evalkit.errors import UserError
 from evalkit.prepare import DeviceDecoded, Prepared
+from evalkit.progress import bar as progress_bar
 from evalkit.scoring import Scorer
 from evalkit.workers import default_workers
 
@@ -80,7 +79,7 @@ def evaluate(samples: list[Sample], recipe: Recipe, runtime: Runtime, batch_size
     """
     workers = workers or default_workers()
     kept = []
-    bar = tqdm(total=len(samples), unit="img", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(samples), disable=not progress)
     bounds = [(lo, min(lo + batch_size, len(samples))) for lo in range(0, len(samples), batch_size)]
     prepared: Prepared | DeviceDecoded = (
         DeviceDecoded(samples, recipe, decode_device, workers, bad_images) if decode_device is not None else
@@ -170,7 +169,7 @@ def evaluate_offline(samples: list[Sample], runtime: OfflineRuntime, scorer: Sco
                 scorer.update_topk(ids, labels, np.stack([np.append(o[:K], [-1] * K)[:K] for o in outputs]))
         batch.clear()
 
-    for sample in tqdm(samples, unit="img", disable=not progress, dynamic_ncols=True):
+    for sample in progress_bar(samples, disable=not progress):
         output = None
         if sample.id not in entries:
             missing.append(sample.id)

@@ -14,14 +14,13 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from tqdm import tqdm
-
 from evalkit.classes import imagenet1k
 from evalkit.contract import GROUPS, Context, OfflineRuntime, PrecisionOptions, Recipe, Runtime, Sample, load, plugins
 from evalkit.errors import UserError
 from evalkit.export import load_torch_model, onnx_file
 from evalkit.precision import Transformed
 from evalkit.prepare import Prepared, ordered
+from evalkit.progress import bar
 
 
 def runtime_module(name: str) -> ModuleType:
@@ -57,8 +56,7 @@ def write_each(samples: list[Sample], arrays: Iterable[np.ndarray], output: Path
     tmp.mkdir()
     written = []
     try:
-        for sample, array in tqdm(zip(samples, arrays), total=len(samples), unit="img",
-                                  disable=not progress, dynamic_ncols=True):
+        for sample, array in bar(zip(samples, arrays), total=len(samples), disable=not progress):
             written.append(output.resolve() / save(tmp, sample, array))
         os.replace(tmp, output)
     finally:

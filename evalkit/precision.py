@@ -16,6 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from evalkit import dataset
 from evalkit.cache import touch, write_sidecar
 from evalkit.contract import (GROUPS, Context, PrecisionOptions, Recipe, Sample, dist_versions, file_sha256, load,
@@ -51,14 +53,15 @@ def calibration_set(options: PrecisionOptions) -> list[Sample]:
     return dataset.load(reader.Options(name="calibration", **given))
 
 
-def content_fingerprint(samples: list[Sample]) -> str:
-    """Hash of ids, labels and image bytes: a calibration set whose images change is another set.
+def content_fingerprint(samples: list[Sample], digests: list[bytes]) -> str:
+    """Hash of ids, labels and image bytes (``digests``: each sample's sha256): a calibration set whose images
+    change is another set.
 
     Each sample's own bytes (a tar member's, not its whole shard); for a plain file the same hash as before.
     """
     h = hashlib.sha256()
-    for s in samples:
-        h.update(f"{s.id}\t{s.label}\t{hashlib.sha256(s.read()).hexdigest()}\n".encode())
+    for s, digest in zip(samples, digests):
+        h.update(f"{s.id}\t{s.label}\t{digest.hex()}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -71,7 +74,8 @@ class Transformed:
         self.evaluated, self.context_for = evaluated, context_for
         #: what run.json keeps under ``precision`` (None until the model is asked for, or for fp32)
         self.record: dict[str, Any] | None = None
-        self.warnings: list[str] = []
+        #: sha256 of each calibration image's bytes (empty for a transform without calibration)
+        self.calibration_digests: list[bytes] = []
 
     def __call__(self) -> Path:
         src = self.source()
@@ -113,11 +117,24 @@ class Transformed:
         cal = self.options.calibration
         pool = calibration_set(self.options) if cal.root else self.evaluated
         samples = calibration_subset(pool, cal.size)
-        overlaps = not cal.root
-        if overlaps:
-            self.warnings.append(f"int8 calibrated on {len(samples)} of the evaluated images (no "
-                                 "precision.calibration.root): calibration overlaps evaluation; give a separate set")
-            print(f"WARNING: {self.warnings[-1]}", file=sys.stderr)
+        self.calibration_digests = [hashlib.sha256(s.read()).digest() for s in samples]
         return {"layout": cal.layout, "root": cal.root, "labels": cal.labels, "method": cal.method, "size": cal.size,
                 "batch_size": cal.batch_size, "images": len(samples), "classes": len({s.label for s in samples}),
-                "fingerprint": content_fingerprint(samples), "overlaps_evaluation": overlaps}, samples
+                "fingerprint": content_fingerprint(samples, self.calibration_digests)}, samples
+
+    def overlap(self, evaluated: np.ndarray) -> str | None:
+        """Record how many calibration images are evaluated images too, by content (``evaluated``: the sha256 of
+        each evaluated image, as the run read it): a copy under another name or folder counts. Returns the
+        warning, if any overlap."""
+        calibration = (self.record or {}).get("calibration")
+        if calibration is None:
+            return None
+        seen = {row.tobytes() for row in evaluated}
+        n = sum(digest in seen for digest in self.calibration_digests)
+        calibration.update(overlapping_images=n, overlaps_evaluation=n > 0)
+        if not n:
+            return None
+        how = ("no precision.calibration.root: they were drawn from the evaluated set" if not self.options.calibration.root
+               else f"the same bytes, in precision.calibration.root={self.options.calibration.root}")
+        return (f"{self.options.name} calibrated on {n} of the evaluated images ({how}): calibration overlaps "
+                "evaluation, which flatters the score; give a separate set of images")

@@ -2,7 +2,8 @@
 
     <results.dir>/<run id>/run.json         metrics, config, versions, fingerprints, reference comparison
                            predictions.csv  id, label, path, pred1..pred5, wnid, class_name (prob1..prob5 with logits) per image
-                           per_class.csv    n, top-1, top-5 per class
+                           per_class.csv    label, wnid, class_name, n, top-1, top-5 per class
+                           log.txt          what evalkit and the libraries said during the run
                            logits.npy       only with results.save_logits=true
 """
 
@@ -167,13 +168,16 @@ def versions() -> dict[str, str]:
     return found
 
 
-def new_run_id(model: str, runtime: str) -> str:
+def new_run_id(model: str, runtime: str, precision: str) -> str:
+    """``<stamp>-<model>-<runtime>-<precision>-<uuid>``: a folder listing tells the runs apart by what ran."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{safe_name(model, 60)}-{safe_name(runtime, 20)}-{uuid.uuid4().hex[:6]}"
+    return (f"{stamp}-{safe_name(model, 60)}-{safe_name(runtime, 20)}-{safe_name(precision, 20)}-"
+            f"{uuid.uuid4().hex[:6]}")
 
 
-def write(results_dir: Path, run_id: str, run: RunRecord, result: Result, logits: np.ndarray | None = None) -> Path:
-    """Write the run directory; on any failure nothing is left under ``results_dir``."""
+def write(results_dir: Path, run_id: str, run: RunRecord, result: Result, logits: np.ndarray | None = None,
+          log: str | None = None) -> Path:
+    """Write the run directory (``log``: the run's log.txt); on any failure nothing is left under ``results_dir``."""
     data = run.to_dict()
     results_dir.mkdir(parents=True, exist_ok=True)
     final = results_dir / run_id
@@ -184,6 +188,8 @@ def write(results_dir: Path, run_id: str, run: RunRecord, result: Result, logits
         result.per_class.to_csv(tmp / "per_class.csv", index=False, float_format="%.3f")
         if logits is not None:
             np.save(tmp / "logits.npy", logits)
+        if log is not None:
+            (tmp / "log.txt").write_text(log, encoding="utf-8")
         with open(tmp / "run.json", "w") as f:
             json.dump(data, f, indent=2, default=str)
             f.flush()

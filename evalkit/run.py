@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 import evalkit
 from evalkit import preprocess
 from evalkit import dataset as datasets
-from evalkit import cache, history, pipeline, preflight, record, reference, resume, weights
+from evalkit import cache, history, pipeline, preflight, record, reference, resume, runlog, weights
 from evalkit.classes import imagenet1k
 from evalkit.config import Config, cache_dir, tensor_cache_dir
 from evalkit.errors import UserError, capped
@@ -93,7 +93,15 @@ def recipe_record(recipe: Recipe, decode: str) -> dict:
 
 
 def evaluate(cfg: Config, sweep: str | None = None) -> Path:
-    """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to."""
+    """The whole run; returns the run directory. ``sweep`` names the multirun it belongs to.
+
+    What libraries say goes to the run's log.txt, not the terminal (``evalkit.runlog``).
+    """
+    with runlog.capture() as log:
+        return _evaluate(cfg, sweep, log)
+
+
+def _evaluate(cfg: Config, sweep: str | None, log: runlog.RunLog) -> Path:
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
     missing = preflight.problems(cfg)
     notes: list[str] = []
@@ -141,13 +149,16 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
                 first = next(iter(outcome.bad.items()))
                 warnings.append(f"{len(outcome.bad)} images could not be used and count as wrong "
                                 f"(dataset.bad_images=count_wrong), e.g. {first[0]}: {first[1]}")
+            overlap = transformed.overlap(outcome.digests)
+            if overlap:
+                warnings.append(overlap)
             if outcome.repaired:
                 warnings.append(f"tensor cache repaired: {outcome.repaired} damaged row(s) (cut off, or failing their "
                                 "checksum) prepared again from their images")
         seconds = time.perf_counter() - started
         for w in warnings:
             print(f"WARNING: {w}", file=sys.stderr)
-        warnings = notes + transformed.warnings + warnings  # printed when the reader and the transform ran
+        warnings = notes + warnings  # the reader's were printed when it ran
         runtime_info = runtime.info()
     finally:
         runtime.close()
@@ -155,7 +166,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     result.predictions.insert(2, "path", [str(s.path) for s in samples])
     result.predictions = annotate(result.predictions, outcome.logits, space)
     table = reference.compare(result.metrics, cfg.model.references, params_dict(recipe.params), cfg.dataset.test_set)
-    run_id = record.new_run_id(cfg.model.name, cfg.runtime.name)
+    run_id = record.new_run_id(cfg.model.name, cfg.runtime.name, cfg.precision.name)
     run = record.RunRecord(
         id=run_id,
         created=datetime.now(timezone.utc).isoformat(),
@@ -187,7 +198,7 @@ def evaluate(cfg: Config, sweep: str | None = None) -> Path:
     print(f"precision: {run.precision_label}")
     checkpoint = resume.folder(cfg, resolved, list_fingerprint)
     try:
-        run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits)
+        run_dir = record.write(Path(cfg.results.dir), run_id, run, result, outcome.logits, log.text())
     except OSError as e:  # the scores are in the checkpoint: resume=true writes them without scoring again
         kept = (f"; the scores are kept in {checkpoint}: fix it and run the same command with resume=true to write "
                 "the run without scoring again") if checkpoint.is_dir() else ""

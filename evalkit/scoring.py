@@ -110,7 +110,11 @@ class Scorer:
             .groupby("label").agg(n=("top1", "size"), top1=("top1", "mean"), top5=("top5", "mean"))
         )
         per_class[["top1", "top5"]] *= 100.0
-        return Result(metrics, predictions, per_class.reset_index())
+        per_class = per_class.reset_index()
+        classes = imagenet1k()  # a table of indices alone sends every reader to the class list
+        per_class.insert(1, "wnid", [classes.wnids[i] for i in per_class["label"]])
+        per_class.insert(2, "class_name", [classes.names[i] for i in per_class["label"]])
+        return Result(metrics, predictions, per_class)
 
 
 def annotate(predictions: pd.DataFrame, logits: np.ndarray | None = None,

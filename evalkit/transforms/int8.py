@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.contract import Context, PrecisionOptions, PreparedSource
+from evalkit.contract import Context, PrecisionOptions, PreparedSource, library_output
 from evalkit.errors import UserError
 from evalkit.transforms._onnx import onnx, split_exclude
 
@@ -61,11 +61,12 @@ def apply(options: PrecisionOptions, onnx_in: Path, onnx_out: Path, context: Con
               "percentile": CalibrationMethod.Percentile}[options.calibration.method]
     with tempfile.TemporaryDirectory(prefix="evalkit-int8-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
+        with library_output("onnxruntime.quantization"):  # its notes (scales it raised, calibration steps): the log's
+            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
         names, ops = split_exclude(onnx().load(str(onnx_in), load_external_data=False), options.exclude)
         model = onnx().load(str(pre), load_external_data=False)
         quantized_ops = [op for op in QUANTIZED_OPS if op not in ops]
-        with context.prepared(context.samples) as source:
+        with context.prepared(context.samples) as source, library_output("onnxruntime.quantization"):
             quantize_static(
                 str(pre), str(onnx_out), _Batches(source, model.graph.input[0].name, options.calibration.batch_size),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

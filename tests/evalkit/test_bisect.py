@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -72,6 +73,35 @@ def test_bisect_keeps_a_harmed_layer_in_fp32_and_reaches_the_target(tmp_path, sa
         started = time.perf_counter()
         assert bisect.search(model, source, subset, 0.5, checkpoint, progress=False) == found
         assert time.perf_counter() - started < 10
+
+
+def test_a_model_already_within_the_target_is_not_searched(tmp_path, sample_root, calibration_root):
+    context, samples, source = setup(sample_root, calibration_root, 8)
+    checkpoint = tmp_path / "sensitivity.json"
+    with context.prepared(samples) as subset:
+        found = bisect.search(context.onnx_file(), source, subset, 0.5, checkpoint, progress=False)
+    assert found.exclude == [] and found.within_target_already and found.int8_top1 >= found.fp32_top1 - 0.5
+    assert list(json.loads(checkpoint.read_text())) == ["[]"]  # the int8 model as it is, and no variant
+
+
+def test_the_command_stops_at_once_and_warns_that_its_subset_is_coarser_than_the_target(sample_root,
+                                                                                       calibration_root, capsys):
+    bisect.main(["dataset=imagefolder", f"dataset.root={sample_root}", "dataset.limit=8", "progress=false",
+                 "precision=int8", f"precision.calibration.root={calibration_root}", "subset=4", "target=0.5"])
+    out, err = capsys.readouterr()
+    assert ("WARNING: one image is 25.00 points on 4 images, coarser than the target 0.5: use at least 200 images"
+            in err), err
+    assert "int8 is already within 0.5 of fp32 on the subset (4)" in out and "layers" not in out, out
+    assert out.splitlines()[-1] == "'precision.exclude=[]'"
+    assert bisect.resolution_warning(200, 0.5) is None and bisect.resolution_warning(4, 0) is None
+
+
+def test_a_layer_above_fp32_by_one_image_is_called_noise():
+    found = bisect.Search([], fp32_top1=50.0, int8_top1=40.0, top1=50.0, images=60,
+                          sensitivity={"a": {"top1": 50 + 100 / 60, "snr_db": 20.0}})
+    assert (bisect.describe("a", found.sensitivity["a"], found)
+            == "a 51.67 (20.0 dB, one image above fp32: within one image, noise)")
+    assert bisect.describe("b", {"top1": 50.0, "snr_db": 9.5}, found) == "b 50.00 (9.5 dB)"
 
 
 def test_macs_add_up_to_the_models_published_count(sample_root, calibration_root):

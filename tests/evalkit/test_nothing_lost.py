@@ -101,7 +101,7 @@ def test_names_from_the_config_stay_in_their_folders(name, tmp_path):
     exported = cached_path(ModelConfig(name=name, arch="x"), Weights(Path("w"), "0" * 64), preprocess.build(Params()),
                            tmp_path)
     assert exported.parent == tmp_path / "onnx" and len(exported.name) < 120
-    run_id = new_run_id(name, "ort")
+    run_id = new_run_id(name, "ort", "fp32")
     assert "/" not in run_id and ".." not in run_id and len(run_id) < 120
 
 

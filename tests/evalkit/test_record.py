@@ -39,9 +39,17 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_run_ids_are_unique_and_name_model_and_runtime():
-    a, b = record.new_run_id("mmcls/cspresnext50", "ort"), record.new_run_id("mmcls/cspresnext50", "ort")
-    assert a != b and "mmcls_cspresnext50-ort" in a
+def test_run_ids_are_unique_and_name_model_runtime_and_precision():
+    a, b = (record.new_run_id("mmcls/cspresnext50", "ort", "int8") for _ in range(2))
+    assert a != b and "mmcls_cspresnext50-ort-int8-" in a
+    assert "/" not in record.new_run_id("m", "ort", "../x")
+
+
+def test_per_class_names_each_class(tmp_path):
+    per_class = pd.read_csv(record.write(tmp_path, "r1", RunRecord(), result()) / "per_class.csv")
+    assert list(per_class.columns) == ["label", "wnid", "class_name", "n", "top1", "top5"]
+    assert per_class["wnid"].tolist() == ["n01443537", "n01484850"]
+    assert per_class["class_name"].tolist() == ["goldfish", "great_white_shark"] and per_class["n"].tolist() == [1, 1]
 
 
 def test_versions_name_python_and_the_core_libraries():

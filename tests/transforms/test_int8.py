@@ -28,8 +28,10 @@ def test_top1_within_one_point_of_fp32_with_a_separate_calibration_set(ort_run, 
     run, predictions = int8_run
     assert run["metrics"]["top1"] >= fp32["metrics"]["top1"] - 1.0, (run["metrics"]["top1"], fp32["metrics"]["top1"])
     assert run["runtime"]["info"]["executed_precision"] == "int8 Q/DQ simulated in fp32"
+    assert "-tf_efficientnet_lite0-ort-int8-" in run["id"]  # the run folder's name says the precision
     calibration = run["transform"]["calibration"]
-    assert calibration["overlaps_evaluation"] is False and calibration["method"] == "minmax"
+    assert calibration["overlaps_evaluation"] is False and calibration["overlapping_images"] == 0
+    assert calibration["method"] == "minmax"
     assert calibration["images"] == calibration["classes"] > 10  # one photo per folder, every folder taken
     assert run["transform"]["model_sha256"] and run["transform"]["source_sha256"] != run["transform"]["model_sha256"]
 
@@ -80,8 +82,21 @@ def test_without_a_calibration_set_the_overlap_is_warned_and_recorded(sample_roo
     run, _ = int8(tmp_path, sample_root, "precision.calibration.size=8",
                   dataset=["dataset=imagefolder", f"dataset.root={sample_root}", "dataset.limit=16"])
     assert run["transform"]["calibration"]["overlaps_evaluation"] is True
-    assert run["transform"]["calibration"]["images"] == 8
+    assert run["transform"]["calibration"]["images"] == run["transform"]["calibration"]["overlapping_images"] == 8
     assert any("overlaps evaluation" in w for w in run["warnings"])
+
+
+def test_copies_of_evaluated_images_in_the_calibration_set_are_counted_by_content(sample_root, tmp_path):
+    evaluated = sorted(sample_root.glob("*/*.JPEG"), key=lambda p: p.stem)[:8]
+    calibration = tmp_path / "calibration"
+    for k, photo in enumerate(evaluated[:5]):  # under other names: the bytes make the overlap
+        (calibration / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        (calibration / photo.parent.name / f"copy-{k}.JPEG").write_bytes(photo.read_bytes())
+    run, _ = int8(tmp_path, sample_root, f"precision.calibration.root={calibration}",
+                  dataset=["dataset=imagefolder", f"dataset.root={sample_root}", "dataset.limit=8"])
+    recorded = run["transform"]["calibration"]
+    assert recorded["images"] == recorded["overlapping_images"] == 5 and recorded["overlaps_evaluation"] is True
+    assert any("calibrated on 5 of the evaluated images" in w for w in run["warnings"]), run["warnings"]
 
 
 def test_onnx_runtime_int8_kernels_are_labelled_with_the_cpu(int8_run, sample_root, calibration_root, tmp_path):
