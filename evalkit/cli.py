@@ -16,7 +16,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from evalkit import history
-from evalkit.commands import exit_on_user_error, stop_on_sigterm
+from evalkit.commands import exit_on_user_error, refuse_timm_flags, stop_on_sigterm
 from evalkit.config import Config, follow_overrides, register, to_object
 from evalkit.errors import UserError
 from evalkit.run import evaluate
@@ -126,6 +126,7 @@ def main() -> None:
     # Let composition errors reach exit_on_user_error instead of Hydra's own exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     stop_on_sigterm()
+    exit_on_user_error(lambda: refuse_timm_flags(sys.argv[1:]))
     exit_on_user_error(lambda: refuse_shell_expanded_braces(sys.argv[1:]))
     register()
     register_launcher()

@@ -209,6 +209,51 @@ def register() -> None:
                 cs.store(group=group, name=name, node=node)
 
 
+def choices(group: str) -> list[str]:
+    """Every option ``group=`` takes, as Hydra finds them (evalkit's conf/, the user's config folder, plug-ins),
+    nested ones included (``mmcls/cspresnext50``), the ``*_schema`` entries left out: they are no choice."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    def walk(loader: Any, path: str, prefix: str) -> list[str]:
+        found = [prefix + name for name in loader.get_group_options(path) if not name.endswith("_schema")]
+        for sub in loader.list_groups(path):
+            found += walk(loader, f"{path}/{sub}", f"{prefix}{sub}/")
+        return found
+
+    register()
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path
+        return sorted(walk(GlobalHydra.instance().config_loader(), group, ""))
+    with initialize_config_module(config_module="evalkit.conf", version_base=None):
+        return sorted(walk(GlobalHydra.instance().config_loader(), group, ""))
+
+
+def unknown_choice_message(path: str) -> str:
+    """One line for an option Hydra could not find (``model/cspresnext5``): the closest real choices, else all."""
+    parts = path.split("/")
+    at = 2 if parts[0] == "hydra" else 1
+    group, name = "/".join(parts[:at]), "/".join(parts[at:])
+    valid = choices(group)
+    close = _closest(name, valid)
+    if close:
+        return f"unknown {group}={name}; did you mean {' or '.join(close)}?"
+    return f"unknown {group}={name}; choices: {', '.join(valid)}"
+
+
+def _closest(name: str, valid: list[str]) -> list[str]:
+    """The choices a mistyped name most likely meant: those it cuts short (cspresnext5), else those it spells out
+    (onnxruntime: ort, its letters in order from the first), else difflib's closest."""
+    def spelt_out(choice: str) -> bool:
+        rest = iter(name)
+        return choice[:1] == name[:1] and all(letter in rest for letter in choice)
+
+    for found in ([v for v in valid if v.startswith(name)], [v for v in valid if spelt_out(v)],
+                  difflib.get_close_matches(name, valid, n=3)):
+        if found:
+            return found[:3]
+    return []
+
+
 def compose(overrides: list[str] | None = None) -> Any:
     """The typed config for a list of command-line overrides, as ``python -m evalkit`` composes it.
 
