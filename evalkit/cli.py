@@ -16,7 +16,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from evalkit import history
-from evalkit.commands import exit_on_user_error, refuse_timm_flags, stop_on_sigterm
+from evalkit.commands import exit_on_user_error, print_help_if_asked, refuse_timm_flags, stop_on_sigterm
 from evalkit.config import Config, follow_overrides, register, to_object
 from evalkit.errors import UserError
 from evalkit.run import evaluate
@@ -127,6 +127,10 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     stop_on_sigterm()
     exit_on_user_error(lambda: refuse_timm_flags(sys.argv[1:]))
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from evalkit.usage import main_help
+
+        print_help_if_asked(sys.argv[1:], main_help())
     exit_on_user_error(lambda: refuse_shell_expanded_braces(sys.argv[1:]))
     register()
     register_launcher()

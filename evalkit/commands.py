@@ -130,6 +130,19 @@ def refuse_timm_flags(args: list[str]) -> None:
                         f"{pretrained}")
 
 
+def print_help_if_asked(args: list[str], text: str) -> None:
+    """``--help`` or ``-h``: print ``text`` and exit 0 (before Hydra's grammar, which would reject them)."""
+    if "--help" in args or "-h" in args:
+        print(text)
+        sys.exit(0)
+
+
+def examples(doc: str | None) -> str:
+    """The command lines of a module docstring, for an argparse epilog."""
+    lines = [line for line in (doc or "").splitlines() if line.strip().startswith("python -m evalkit")]
+    return "examples:\n" + "\n".join(lines)
+
+
 def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:
     """Split ``output=PATH`` from the Hydra overrides of a helper command (export, inputs)."""
     outputs = [a.split("=", 1)[1] for a in args if a.startswith("output=")]

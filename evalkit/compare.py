@@ -11,7 +11,9 @@ For notebooks::
     compare.versus(runs, baseline=runs.path[0])                 # each run against one: delta, agreement, McNemar p
     compare.logit_stats(a, b)                                   # when both stored logits
 
-``python -m evalkit.compare RUN... --html report.html`` writes the same as a static page.
+The same as a static page::
+
+    python -m evalkit.compare results/<run a> results/<run b> --html report.html
 """
 
 from __future__ import annotations
@@ -266,9 +268,10 @@ def report(paths: Sequence[str | Path], out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import examples, exit_on_user_error
 
-    parser = argparse.ArgumentParser(prog="python -m evalkit.compare", description="Compare runs side by side.")
+    parser = argparse.ArgumentParser(prog="python -m evalkit.compare", description="Compare runs side by side.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(__doc__))
     parser.add_argument("runs", nargs="+", help="run directories")
     parser.add_argument("--html", help="write a static HTML report here")
     args = parser.parse_args(argv)
