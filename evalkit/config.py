@@ -344,7 +344,8 @@ def timm_hub_id(arch: str) -> Optional[str]:
                         "pip install 'evalkit[torch]' (or give model.onnx=PATH)") from None
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else " (python -c 'import timm; print(timm.list_models())')"
+        hint = (f"; did you mean {' or '.join(close)}?" if close
+                else " (python -c 'import timm; print(timm.list_models())' lists them)")
         raise UserError(f"model.arch={arch}: timm has no such architecture{hint}")
     pretrained = timm.models.get_pretrained_cfg(arch)
     return (pretrained and pretrained.hf_hub_id) or None
