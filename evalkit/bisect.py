@@ -47,6 +47,13 @@ from evalkit.errors import UserError
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 KEYS = ("target", "subset")
 USAGE = "python -m evalkit.bisect [overrides] precision=int8 target=0.5 [subset=100]"
+#: ``--help``: Hydra's grammar would reject the flag, so the command answers it before composing
+HELP = f"""usage: {USAGE}
+{__doc__}
+arguments (key=value, no dashes):
+  overrides              as for python -m evalkit (model=, precision=, dataset=, ...; see python -m evalkit --help)
+  target=0.5             points of top-1 below fp32 the int8 model may lose
+  subset=100             images held back to measure each variant on"""
 BATCH = 32
 
 
@@ -254,14 +261,17 @@ def describe(name: str, measured: dict[str, float], found: Search) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import exit_on_user_error, print_help_if_asked
     from evalkit.config import cache_dir, compose
     from evalkit.precision import calibration_subset
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    print_help_if_asked(args, HELP)
 
     def run() -> None:
         import onnx
 
-        own, overrides = own_keys(list(sys.argv[1:] if argv is None else argv), KEYS)
+        own, overrides = own_keys(args, KEYS)
         target, size = number(own, "target", 0.5), number(own, "subset", 100, int)
         if target < 0:
             raise UserError(f"target={target} is out of range: must be >= 0 (points of top-1 below fp32)")

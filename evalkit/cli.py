@@ -16,11 +16,24 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from evalkit import history
-from evalkit.commands import exit_on_user_error, stop_on_sigterm
-from evalkit.config import register, to_object
+from evalkit.commands import exit_on_user_error, print_help_if_asked, refuse_timm_flags, stop_on_sigterm
+from evalkit.config import Config, follow_overrides, register, to_object
 from evalkit.errors import UserError
 from evalkit.run import evaluate
 from evalkit.workers import die_with_parent
+
+
+def _typed(cfg: DictConfig) -> Config:
+    """The job's config, less what its model entry set for another recipe family or architecture."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    # the user's config folders (hydra.searchpath) are where the entry comes from
+    search = [o for o in hydra_cfg.overrides.hydra if o.split("=", 1)[0] == "hydra.searchpath"]
+    follow_overrides(cfg, list(hydra_cfg.overrides.task),
+                     lambda overrides: compose(config_name="config", overrides=[*search, *overrides]))
+    return to_object(cfg)
 
 
 def _task(cfg: DictConfig) -> None:
@@ -35,7 +48,7 @@ def _task(cfg: DictConfig) -> None:
         # In a sweep the launcher collects each job's error and the sweep fails at the end (exit 2).
         sweep_dir = Path(hydra_cfg.sweep.dir)
         try:
-            run_dir = evaluate(to_object(cfg), sweep=sweep_dir.name)
+            run_dir = evaluate(_typed(cfg), sweep=sweep_dir.name)
         except Exception as e:  # what the gate names for this point; the launcher reports the error itself
             history.point_failed(sweep_dir, hydra_cfg.job.num, f"{type(e).__name__}: {e}" if not isinstance(
                 e, UserError) else str(e))
@@ -44,7 +57,7 @@ def _task(cfg: DictConfig) -> None:
         history.point_done(sweep_dir, hydra_cfg.job.num, run_dir)
     else:
         # Exit here, inside the job: an exception would make Hydra print its own error line first.
-        exit_on_user_error(lambda: evaluate(to_object(cfg)))
+        exit_on_user_error(lambda: evaluate(_typed(cfg)))
 
 
 def refuse_shell_expanded_braces(args: list[str]) -> None:
@@ -113,6 +126,11 @@ def main() -> None:
     # Let composition errors reach exit_on_user_error instead of Hydra's own exit code 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     stop_on_sigterm()
+    exit_on_user_error(lambda: refuse_timm_flags(sys.argv[1:]))
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from evalkit.usage import main_help
+
+        print_help_if_asked(sys.argv[1:], main_help())
     exit_on_user_error(lambda: refuse_shell_expanded_braces(sys.argv[1:]))
     register()
     register_launcher()

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from evalkit.config import retired_option_message, unknown_key_message
+from evalkit.config import retired_option_message, unknown_choice_message, unknown_key_message
 from evalkit.errors import UserError
 
 
@@ -74,7 +74,8 @@ def environment_message(e: OSError) -> str:
 
 
 def config_error_message(e: BaseException) -> str:
-    """A key the schema lacks: its closest keys instead of Hydra's advice to append it with ``+key``; a removed
+    """A key the schema lacks: its closest keys instead of Hydra's advice to append it with ``+key``; an unknown
+    option: its closest real choices (Hydra's list has the ``*_schema`` entries and not the nested options); a removed
     option: what replaced it; tar shards' braces, which Hydra's grammar takes only quoted: the quoted form.
 
     The omegaconf error under Hydra's has the full key and the composed node that lacks it.
@@ -82,6 +83,8 @@ def config_error_message(e: BaseException) -> str:
     retired = retired_option_message(str(e))
     if retired:
         return retired
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options is not None:
+        return unknown_choice_message(e.missing_cfg_file)
     if isinstance(e, OverrideParseException):
         key, _, value = e.override.partition("=")
         if key == "dataset.shards" and "{" in value:
@@ -95,6 +98,49 @@ def config_error_message(e: BaseException) -> str:
             return unknown_key_message(cause.full_key, node.keys())
         cause = cause.__cause__
     return str(e)
+
+
+#: timm's validate.py flags -> the evalkit override that says the same ({} is the flag's value; None: no value)
+TIMM_FLAGS: dict[str, str | None] = {
+    "--model": "model={}", "--data-dir": "dataset=imagefolder dataset.root={}", "--data_dir": "dataset=imagefolder "
+    "dataset.root={}", "--data": "dataset=imagefolder dataset.root={}", "-b": "runtime.batch_size={}",
+    "--batch-size": "runtime.batch_size={}", "--img-size": "preprocess.size={}", "--crop-pct": "preprocess.crop_pct={}",
+    "--interpolation": "preprocess.interpolation={}", "--num-classes": "model.num_classes={}",
+    "--checkpoint": "model.weights={}", "-j": "workers={}", "--workers": "workers={}", "--pretrained": None,
+}
+
+
+def refuse_timm_flags(args: list[str]) -> None:
+    """timm's habit (``--model X``) is a UserError that writes the same as evalkit's Hydra overrides."""
+    said, instead = [], []
+    rest = iter(args)
+    for arg in rest:
+        flag, has_value, value = arg.partition("=")
+        if flag not in TIMM_FLAGS:
+            continue
+        template = TIMM_FLAGS[flag]
+        if template is not None and not has_value:
+            value = next(rest, "VALUE")
+        said.append(flag if template is None else f"{flag} {value}")
+        if template is not None:
+            instead.append(template.format(value))
+    if said:
+        pretrained = " (a model=NAME entry loads its pretrained weights)" if "--pretrained" in said else ""
+        raise UserError(f"evalkit takes Hydra overrides: {' '.join(instead) or 'model=NAME'} (not {' '.join(said)})"
+                        f"{pretrained}")
+
+
+def print_help_if_asked(args: list[str], text: str) -> None:
+    """``--help`` or ``-h``: print ``text`` and exit 0 (before Hydra's grammar, which would reject them)."""
+    if "--help" in args or "-h" in args:
+        print(text)
+        sys.exit(0)
+
+
+def examples(doc: str | None) -> str:
+    """The command lines of a module docstring, for an argparse epilog."""
+    lines = [line for line in (doc or "").splitlines() if line.strip().startswith("python -m evalkit")]
+    return "examples:\n" + "\n".join(lines)
 
 
 def output_and_overrides(args: list[str], usage: str) -> tuple[Path, list[str]]:

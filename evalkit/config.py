@@ -14,13 +14,13 @@ import os
 from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from evalkit.contract import GROUPS, VAL_SET, PrecisionOptions, load, plugins
 from evalkit.errors import UserError, at_least
@@ -204,10 +204,59 @@ def register() -> None:
     for group, kind, cls in (("preprocess", "recipe", "Params"), ("runtime", "runtime", "Options"),
                              ("dataset", "reader", "Options")):
         for name in plugins(GROUPS[kind]):
-            node = getattr(load(GROUPS[kind], name), cls)
+            node = OmegaConf.structured(getattr(load(GROUPS[kind], name), cls))
+            if group == "preprocess":
+                # a model entry sets its own family's keys; with preprocess=<other family> they must merge before
+                # follow_overrides() drops them. Unknown keys are still refused, by to_object.
+                OmegaConf.set_struct(node, False)
             cs.store(group=group, name=f"{name}_schema", node=node)
             if not _shipped_option(group, name):
                 cs.store(group=group, name=name, node=node)
+
+
+def choices(group: str) -> list[str]:
+    """Every option ``group=`` takes, as Hydra finds them (evalkit's conf/, the user's config folder, plug-ins),
+    nested ones included (``mmcls/cspresnext50``), the ``*_schema`` entries left out: they are no choice."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    def walk(loader: Any, path: str, prefix: str) -> list[str]:
+        found = [prefix + name for name in loader.get_group_options(path) if not name.endswith("_schema")]
+        for sub in loader.list_groups(path):
+            found += walk(loader, f"{path}/{sub}", f"{prefix}{sub}/")
+        return found
+
+    register()
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path
+        return sorted(walk(GlobalHydra.instance().config_loader(), group, ""))
+    with initialize_config_module(config_module="evalkit.conf", version_base=None):
+        return sorted(walk(GlobalHydra.instance().config_loader(), group, ""))
+
+
+def unknown_choice_message(path: str) -> str:
+    """One line for an option Hydra could not find (``model/cspresnext5``): the closest real choices, else all."""
+    parts = path.split("/")
+    at = 2 if parts[0] == "hydra" else 1
+    group, name = "/".join(parts[:at]), "/".join(parts[at:])
+    valid = choices(group)
+    close = _closest(name, valid)
+    if close:
+        return f"unknown {group}={name}; did you mean {' or '.join(close)}?"
+    return f"unknown {group}={name}; choices: {', '.join(valid)}"
+
+
+def _closest(name: str, valid: list[str]) -> list[str]:
+    """The choices a mistyped name most likely meant: those it cuts short (cspresnext5), else those it spells out
+    (onnxruntime: ort, its letters in order from the first), else difflib's closest."""
+    def spelt_out(choice: str) -> bool:
+        rest = iter(name)
+        return choice[:1] == name[:1] and all(letter in rest for letter in choice)
+
+    for found in ([v for v in valid if v.startswith(name)], [v for v in valid if spelt_out(v)],
+                  difflib.get_close_matches(name, valid, n=3)):
+        if found:
+            return found[:3]
+    return []
 
 
 def compose(overrides: list[str] | None = None) -> Any:
@@ -218,8 +267,13 @@ def compose(overrides: list[str] | None = None) -> Any:
     from hydra import compose as hydra_compose, initialize_config_module
 
     register()
+    overrides = list(overrides or [])
     with initialize_config_module(config_module="evalkit.conf", version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+        def composed(given: list[str]) -> DictConfig:
+            return hydra_compose(config_name="config", overrides=given)
+
+        cfg = composed(overrides)
+        follow_overrides(cfg, overrides, composed)
     return to_object(cfg)
 
 
@@ -228,14 +282,78 @@ def to_object(cfg: Any) -> Config:
 
     Keys added with ``+key=value`` that a schema does not have are an error, not dropped.
     """
-    obj = OmegaConf.to_object(cfg)
     sections = ("model", "preprocess", "runtime", "dataset", "precision", "results", "cache")
-    for prefix, node, schema in [("", cfg, obj), *((f"{s}.", cfg[s], getattr(obj, s)) for s in sections)]:
-        known = {f.name for f in dataclasses.fields(schema)}
+    for prefix, node in [("", cfg), *((f"{s}.", cfg[s]) for s in sections)]:
+        known = {f.name for f in dataclasses.fields(OmegaConf.get_type(node))}
         unknown = sorted(set(node.keys()) - known)
         if unknown:
             raise UserError(unknown_key_message(prefix + unknown[0], known))
-    return obj
+    return OmegaConf.to_object(cfg)
+
+
+def _keys_given(overrides: list[str]) -> list[str]:
+    """The keys (and config groups) the overrides set, e.g. ``preprocess``, ``preprocess.crop``, ``model.arch``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides) if not o.is_delete()]
+
+
+def follow_overrides(cfg: DictConfig, overrides: list[str], compose: Callable[[list[str]], DictConfig]) -> None:
+    """What a model entry set for another recipe family or another architecture does not apply: reset it in ``cfg``.
+
+    ``preprocess=F`` where the entry's family is another one keeps only F's schema defaults and the user's
+    ``preprocess.*`` keys (each must be one of F's). ``model.arch=X`` other than the entry's makes another model:
+    the entry's name, published references and weights are not X's, so only the user's ``model.*`` keys are kept,
+    the name is X, and the weights are timm's pretrained X (timm must know X). ``compose`` composes a list of
+    overrides; the entry is composed without the user's preprocess and model keys.
+    """
+    keys = _keys_given(overrides)
+    if "preprocess" not in keys and "model.arch" not in keys:
+        return
+    entry = compose([o for o, key in zip(overrides, keys) if key.split(".")[0] not in ("preprocess", "model")
+                     or key == "model"])
+    if "preprocess" in keys and entry.preprocess.family != cfg.preprocess.family:
+        cfg.preprocess = _given_only(cfg.preprocess, keys, "preprocess")
+    if "model.arch" in keys and entry.model.arch != cfg.model.arch:
+        cfg.model = _given_only(cfg.model, keys, "model")
+        if "model.name" not in keys:
+            cfg.model.name = cfg.model.arch
+        if not cfg.model.onnx:  # exported from timm's architecture: it must be one
+            hub_id = timm_hub_id(cfg.model.arch)
+            if not (cfg.model.weights or "model.hub_id" in keys):
+                cfg.model.hub_id = hub_id
+
+
+def _given_only(node: DictConfig, keys: list[str], section: str) -> DictConfig:
+    """``node``'s schema defaults with the values of the ``section.*`` keys the user gave (each one the schema's)."""
+    schema = OmegaConf.get_type(node)
+    known = {f.name for f in dataclasses.fields(schema)}
+    fresh = OmegaConf.structured(schema)
+    for key in keys:
+        name = key[len(section) + 1:].split(".")[0] if key.startswith(section + ".") else None
+        if name is None:
+            continue
+        if name not in known:
+            raise UserError(unknown_key_message(f"{section}.{name}", known))
+        fresh[name] = node[name]
+    return fresh
+
+
+def timm_hub_id(arch: str) -> Optional[str]:
+    """The Hugging Face hub checkpoint of timm's default pretrained ``arch``; a UserError where timm has no such
+    architecture (checked before any export)."""
+    try:
+        import timm
+    except ImportError:
+        raise UserError(f"model.arch={arch}: evalkit exports timm architectures with timm, which is not installed: "
+                        "pip install 'evalkit[torch]' (or give model.onnx=PATH)") from None
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        hint = (f"; did you mean {' or '.join(close)}?" if close
+                else " (python -c 'import timm; print(timm.list_models())' lists them)")
+        raise UserError(f"model.arch={arch}: timm has no such architecture{hint}")
+    pretrained = timm.models.get_pretrained_cfg(arch)
+    return (pretrained and pretrained.hf_hub_id) or None
 
 
 def cache_dir(cfg: Config) -> Path:

@@ -102,7 +102,12 @@ def markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(prog="python -m evalkit.confref", description="Print the configuration reference "
+                            "(Markdown), generated from the schemas.",
+                            epilog="example: python -m evalkit.confref > docs/reference/configuration.md").parse_args(argv)
     print(markdown(), end="")
 
 

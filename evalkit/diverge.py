@@ -44,6 +44,15 @@ BATCH = 8
 KEYS = ("images", "threshold", "reference", "output")
 USAGE = ("python -m evalkit.diverge [overrides] [precision=int8|fp16] [reference=fp32|PATH.onnx] [images=64] "
          "[threshold=20] [output=DIR]")
+#: ``--help``: Hydra's grammar would reject the flag, so the command answers it before composing
+HELP = f"""usage: {USAGE}
+{__doc__}
+arguments (key=value, no dashes):
+  overrides              as for python -m evalkit (model=, precision=, dataset=, ...; see python -m evalkit --help)
+  reference=fp32|PATH    what the model is compared with: its own fp32 export (default) or an ONNX file
+  images=64              how many images of the dataset both models run on
+  threshold=20           the SNR (dB) below which a layer counts as divergent
+  output=DIR             where layers.csv, snr.png and unmatched.txt go (default: under results.dir)"""
 EXAMPLES = 5
 
 # why a tensor is not compared
@@ -288,11 +297,14 @@ def open_run(cfg: Any) -> tuple[Any, list, Any, Callable[[], Path]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error, number, own_keys
+    from evalkit.commands import exit_on_user_error, number, own_keys, print_help_if_asked
     from evalkit.config import compose
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    print_help_if_asked(args, HELP)
+
     def run() -> None:
-        own, overrides = own_keys(list(sys.argv[1:] if argv is None else argv), KEYS)
+        own, overrides = own_keys(args, KEYS)
         images, threshold = number(own, "images", 64, int), number(own, "threshold", 20.0)
         if images < 1:
             raise UserError(f"images={images} is out of range: must be >= 1")

@@ -169,15 +169,25 @@ def _format_check(figures: dict[str, float]) -> str:
             f"top-1 agreement {figures['top1_agreement']:.1f}%")
 
 
+USAGE = "python -m evalkit.export model=NAME [model.weights=PTH] [overrides] output=OUT.onnx"
+#: ``--help``: Hydra's grammar would reject the flag, so the command answers it before composing
+HELP = f"""usage: {USAGE}
+{__doc__}
+arguments (key=value, no dashes):
+  overrides              as for python -m evalkit (model=, preprocess=, dataset=, ...; see python -m evalkit --help)
+  output=OUT.onnx        the ONNX file to write"""
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m evalkit.export [overrides] output=PATH``: overrides as for ``python -m evalkit``."""
-    from evalkit.commands import exit_on_user_error, output_and_overrides
+    from evalkit.commands import exit_on_user_error, output_and_overrides, print_help_if_asked
     from evalkit.config import compose
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    print_help_if_asked(args, HELP)
+
     def run() -> None:
-        output, overrides = output_and_overrides(
-            list(sys.argv[1:] if argv is None else argv),
-            "python -m evalkit.export model=NAME model.weights=PTH output=OUT.onnx")
+        output, overrides = output_and_overrides(args, USAGE)
         cfg = compose(overrides)
         from evalkit import preprocess
 

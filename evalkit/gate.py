@@ -280,9 +280,10 @@ def _select(args: argparse.Namespace, results: Path) -> tuple[list[Path], list[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import examples, exit_on_user_error
 
-    parser = argparse.ArgumentParser(prog="python -m evalkit.gate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evalkit.gate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(__doc__))
     parser.add_argument("runs", nargs="*", help="run directories (default: pick with --sweep / --last-sweep)")
     parser.add_argument("--results", default="results",
                         help="the results directory holding history.sqlite and the sweeps (.sweeps/)")

@@ -294,9 +294,10 @@ def plot_trend(frame: pd.DataFrame, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import examples, exit_on_user_error
 
-    parser = argparse.ArgumentParser(prog="python -m evalkit.history", description="The index of all runs.")
+    parser = argparse.ArgumentParser(prog="python -m evalkit.history", description="The index of all runs.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(__doc__))
     parser.add_argument("action", choices=["rebuild", "list", "plot"])
     parser.add_argument("--results", default="results", help="the results directory (default: results)")
     parser.add_argument("--db", help="the index file (default: <results>/history.sqlite)")

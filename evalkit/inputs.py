@@ -19,13 +19,25 @@ from evalkit.errors import UserError
 from evalkit.plugins import make_context, runtime_module
 
 
+USAGE = "python -m evalkit.inputs runtime=NAME [overrides] output=DIR"
+#: ``--help``: Hydra's grammar would reject the flag, so the command answers it before composing
+HELP = f"""usage: {USAGE}
+{__doc__}
+arguments (key=value, no dashes):
+  runtime=NAME           a runtime that feeds a device from files (ascend, vamp)
+  overrides              as for python -m evalkit (model=, preprocess=, dataset=, ...; see python -m evalkit --help)
+  output=DIR             the folder to write the inputs to"""
+
+
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error, output_and_overrides
+    from evalkit.commands import exit_on_user_error, output_and_overrides, print_help_if_asked
     from evalkit.config import cache_dir, compose, tensor_cache_dir
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    print_help_if_asked(args, HELP)
+
     def run() -> None:
-        output, overrides = output_and_overrides(
-            list(sys.argv[1:] if argv is None else argv), "python -m evalkit.inputs runtime=NAME [overrides] output=DIR")
+        output, overrides = output_and_overrides(args, USAGE)
         cfg = compose(overrides)
         module = runtime_module(cfg.runtime.name)
         if not hasattr(module, "write_inputs"):

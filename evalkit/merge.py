@@ -103,9 +103,10 @@ def last_sweep_shards(results: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import examples, exit_on_user_error
 
-    parser = argparse.ArgumentParser(prog="python -m evalkit.merge", description="Merge shard runs into one run.")
+    parser = argparse.ArgumentParser(prog="python -m evalkit.merge", description="Merge shard runs into one run.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(__doc__))
     parser.add_argument("runs", nargs="*", help="the shard run directories")
     parser.add_argument("--last-sweep", action="store_true",
                         help="merge the shard runs of the sweep that ran or was submitted last in --results")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from evalkit import dataset as datasets
 from evalkit import history, weights
 from evalkit.commands import exit_on_user_error
-from evalkit.config import Config, to_object
+from evalkit.config import Config, follow_overrides, to_object
 from evalkit.errors import UserError
 from evalkit.plugins import check_precision, runtime_module
 
@@ -87,7 +87,9 @@ def check_sweep(points: list[list[str]], compose: Any) -> dict[int, list[str]]:
     datasets_seen: dict[str, list[str]] = {}
     for number, overrides in enumerate(points):
         try:
-            cfg = to_object(compose(overrides))
+            composed = compose(overrides)
+            follow_overrides(composed, overrides, compose)
+            cfg = to_object(composed)
         except UserError as e:
             found[number] = [str(e)]
             continue

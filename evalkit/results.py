@@ -115,10 +115,11 @@ def to_markdown(lines: list[list[str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import examples, exit_on_user_error
 
     parser = argparse.ArgumentParser(
         prog="python -m evalkit.results",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(__doc__),
         description="timm's results tables (results-imagenet.csv and its kind) from evalkit runs: one row per model, "
                     "from the latest run of that model among those given (by its created time; shard runs are left "
                     "out), sorted by top-1, top-5, then name.")

@@ -77,9 +77,10 @@ def table(contains: str = "", source: str | None = None) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import exit_on_user_error
+    from evalkit.commands import examples, exit_on_user_error
 
-    parser = argparse.ArgumentParser(prog="python -m evalkit.zoo", description="List the model zoo.")
+    parser = argparse.ArgumentParser(prog="python -m evalkit.zoo", description="List the model zoo.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(__doc__))
     parser.add_argument("contains", nargs="?", default="", help="only models whose name contains this text")
     parser.add_argument("--source", help="only this source (timm, mmcls, ppcls, official, mindspore, ascend, vastai)")
     parser.add_argument("--recipes", action="store_true", help="show each model's recipe parameters")

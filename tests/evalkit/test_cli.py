@@ -194,3 +194,15 @@ def test_1001_class_model_is_scored_on_the_shifted_classes(tmp_path):
     logits = np.load(next((tmp_path / "r").glob("*/logits.npy")))
     assert logits.shape == (3, 1001)
     assert list(predictions["pred1"]) == list(logits[:, 1:].argmax(1))
+
+
+@pytest.mark.parametrize("family", ["mmcls", "paddle", "resnest", "square"])
+def test_a_recipe_family_is_switched_on_the_command_line(sample_root, lite0_onnx, cache_dir, tmp_path, family):
+    """The demo entry sets timm's keys; preprocess=<family> runs that family's recipe with its defaults."""
+    results = tmp_path / "results"
+    out = run_cli(f"preprocess={family}", f"model.onnx={lite0_onnx}", "dataset=imagefolder",
+                  f"dataset.root={sample_root}", "dataset.limit=8", f"results.dir={results}", cwd=tmp_path,
+                  cache=cache_dir)
+    assert out.returncode == 0, out.stderr
+    run, predictions = load_run(results)
+    assert run["recipe"]["family"] == family and run["metrics"]["n"] == 8 and len(predictions) == 8

@@ -86,3 +86,41 @@ def test_import_evalkit_does_not_import_heavy_dependencies():
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'cv2', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("family", ["mmcls", "paddle", "resnest", "square", "timm"])
+def test_a_recipe_family_is_chosen_on_the_command_line_with_its_own_defaults(family):
+    from evalkit import preprocess
+
+    cfg = compose(["model=cspresnext50", f"preprocess={family}"])
+    defaults = preprocess.families()[family].Params()
+    if family == "timm":  # the entry's own family: its recipe stays
+        assert cfg.preprocess.size == 224 and cfg.preprocess.interpolation is Interpolation.bilinear
+    else:
+        assert cfg.preprocess == defaults
+
+
+def test_a_switched_family_takes_the_users_keys_and_refuses_another_familys():
+    cfg = compose(["preprocess=paddle", "preprocess.crop=200"])
+    assert cfg.preprocess.family == "paddle" and cfg.preprocess.crop == 200
+    with pytest.raises(UserError, match=r"unknown key preprocess.crop_pct; did you mean preprocess.crop\?"):
+        compose(["preprocess=paddle", "preprocess.crop_pct=0.9"])
+    with pytest.raises(UserError, match=r"unknown key preprocess.resize_short; valid keys of preprocess: crop_mode"):
+        compose(["preprocess.resize_short=256"])  # the demo's family is timm
+
+
+def test_the_entrys_own_family_keeps_the_entrys_recipe():
+    cfg = compose(["model=mmcls/resnest50", "preprocess=mmcls"])
+    assert cfg.preprocess.efficientnet_style is True and cfg.preprocess.resize_short is None
+
+
+def test_another_architecture_is_another_model():
+    pytest.importorskip("timm", reason="checking an architecture needs evalkit[torch]")
+    cfg = compose(["model.arch=efficientnet_b0"])
+    assert cfg.model.name == "efficientnet_b0" and cfg.model.references == []  # lite0's numbers are not b0's
+    assert cfg.model.weights is None and cfg.model.hub_id == "timm/efficientnet_b0.ra_in1k"
+    assert compose(["model.arch=efficientnet_b0", "model.name=b0"]).model.name == "b0"
+    same = compose(["model=cspresnext50", "model.arch=cspresnext50"])
+    assert same.model.name == "cspresnext50" and same.model.references  # the entry's own architecture
+    with pytest.raises(UserError, match="model.arch=efficientnet_bx: timm has no such architecture; did you mean"):
+        compose(["model.arch=efficientnet_bx"])
