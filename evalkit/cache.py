@@ -73,9 +73,10 @@ def _used(path: Path) -> float:
 
 
 def touch(path: Path) -> None:
-    """Mark a cache entry used now (what ``prune`` and ``cache.max_gb`` go by)."""
+    """Mark a cache entry used now (what ``prune`` and ``cache.max_gb`` go by): its access time, whatever the
+    file system's atime policy; the modification time stays the time it was made."""
     try:
-        os.utime(path)
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
     except OSError:
         pass  # a read-only cache still serves
 

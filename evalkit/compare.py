@@ -433,7 +433,7 @@ def write_csv(runs: pd.DataFrame, baseline: str, folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.commands import examples, exit_on_user_error
+    from evalkit.commands import exit_on_user_error
 
     parser = argparse.ArgumentParser(
         prog="python -m evalkit.compare", formatter_class=argparse.RawDescriptionHelpFormatter,

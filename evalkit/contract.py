@@ -225,7 +225,15 @@ def cuda_devices() -> int:
 def missing_modules(advice: dict[str, str]) -> list[str]:
     """``advice[module]`` for each module that is not installed (found without importing it): a runtime's
     ``preflight``."""
-    return [said for module, said in advice.items() if importlib.util.find_spec(module) is None]
+    return [said for module, said in advice.items() if not _installed(module)]
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be found (an import hook that refuses it counts as not installed)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def cpu_isa() -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import ModelConfig
-from evalkit.contract import Recipe, file_sha256, params_dict, safe_name
+from evalkit.contract import Recipe, params_dict, safe_name
 from evalkit.errors import UserError
 from evalkit.weights import Weights, resolve
 from evalkit.cache import touch, write_sidecar

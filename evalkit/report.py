@@ -156,8 +156,9 @@ def run_page(run_dir: Path) -> str:
     run = record.load(run_dir)
     classes = imagenet1k()
     per_class = pd.read_csv(run_dir / "per_class.csv")
-    per_class.insert(1, "wnid", [classes.wnids[c] for c in per_class["label"]])
-    per_class.insert(2, "class_name", [classes.names[c] for c in per_class["label"]])
+    if "wnid" not in per_class:  # runs from before per_class.csv named its classes
+        per_class.insert(1, "wnid", [classes.wnids[c] for c in per_class["label"]])
+        per_class.insert(2, "class_name", [classes.names[c] for c in per_class["label"]])
     metrics = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float, str, bool))}
     verdicts = [json.loads(p.read_text()) for p in sorted(run_dir.glob("gate-*.json"))]
     body = [

@@ -71,7 +71,12 @@ def resolve(model: Any) -> Weights:
     """The weights file of ``model``: ``model.weights`` (a path or ``hf-hub:ID``), else ``model.hub_id``."""
     hub = hub_id(model)
     if hub:
-        return _from_hub(hub, model.revision)
+        try:
+            from huggingface_hub import constants
+        except ImportError as e:
+            raise UserError(f"weights from the Hugging Face hub ({hub}) need huggingface_hub: "
+                            "pip install 'evalkit[torch]'") from e
+        return _from_hub(hub, model.revision, str(constants.HF_HUB_CACHE), bool(constants.HF_HUB_OFFLINE))
     if not model.weights:
         raise UserError(missing_message(model))
     path = Path(model.weights).expanduser()
@@ -92,15 +97,13 @@ _UNREACHABLE: list[bool] = []
 
 
 @lru_cache(maxsize=None)
-def _from_hub(repo_id: str, revision: Optional[str]) -> Weights:
-    """Download (or find in the cache) the checkpoint's weights file, as timm's hub loading does."""
-    try:
-        from huggingface_hub import constants, hf_hub_download
-        from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
-    except ImportError as e:
-        raise UserError(f"weights from the Hugging Face hub ({repo_id}) need huggingface_hub: "
-                        "pip install 'evalkit[torch]'") from e
+def _from_hub(repo_id: str, revision: Optional[str], cache: str, offline: bool) -> Weights:
+    """Download (or find in the cache) the checkpoint's weights file, as timm's hub loading does; remembered per
+    cache folder and offline mode, the huggingface_hub settings that change the answer."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
     alternatives = "or pass model.weights=PATH (a PyTorch state_dict), or model.onnx=PATH"
     at = f"{repo_id}" + (f"@{revision}" if revision else "")
     offline = not_found = None

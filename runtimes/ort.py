@@ -334,6 +334,13 @@ def preflight(options: Options) -> list[str]:
     """onnxruntime, and a GPU where the providers name one."""
     missing = missing_modules({"onnxruntime": NEEDS_ORT})
     gpu = [p for p in options.providers if p in GPU_PROVIDERS]
+    if gpu and not missing:  # only here is onnxruntime imported: what its build has is asked of it
+        import onnxruntime as ort
+
+        absent = [p for p in gpu if p not in ort.get_available_providers()]
+        if absent:
+            missing.append(f"runtime.providers: {absent} not in this onnxruntime build: install onnxruntime-gpu "
+                           "(in place of onnxruntime) for CUDA/TensorRT")
     if gpu and not cuda_devices():
         missing.append(f"runtime.providers names {gpu[0]}, but {NO_GPU}: use runtime=ort (the CPU)")
     return missing

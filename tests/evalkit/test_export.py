@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -17,6 +16,7 @@ from evalkit.config import ModelConfig, compose
 from evalkit.errors import UserError
 from evalkit.export import RECIPE_KEY, cached_path, export, onnx_file
 from evalkit.preprocess import params_dict
+from evalkit.weights import resolve
 
 from ..conftest import REPO  # noqa: TID252
 
@@ -38,7 +38,7 @@ def test_cached_export_is_reused_and_keyed_by_the_recipe(lite0_onnx, cache_dir):
     assert onnx_file(cfg.model, preprocess.build(cfg.preprocess), cache_dir) == lite0_onnx
     assert lite0_onnx.stat().st_mtime_ns == mtime
     other = compose([f"cache_dir={cache_dir}", "preprocess.crop_pct=0.9"])
-    weights = Path(cfg.model.weights)
+    weights = resolve(cfg.model)
     assert cached_path(cfg.model, weights, preprocess.build(cfg.preprocess), cache_dir) == lite0_onnx
     assert cached_path(other.model, weights, preprocess.build(other.preprocess), cache_dir) != lite0_onnx
 

@@ -30,7 +30,7 @@ def test_calibration_subset_with_fewer_images_than_asked_takes_them_all():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["precision=int4"], "Could not find 'precision/int4'"),
+    (["precision=int4"], "unknown precision=int4; did you mean int8?"),
     (["runtime=trt_int8"], "runtime=trt_int8 was removed: use runtime=trt precision=int8"),
     (["runtime=trt_fp16"], "runtime=trt_fp16 was removed: use runtime=trt precision=fp16"),
     (["precision=bf16"], "runtime=ort cannot run precision=bf16; runtimes that can:"),
@@ -40,8 +40,6 @@ def test_calibration_subset_with_fewer_images_than_asked_takes_them_all():
 def test_bad_precision_requests_exit_2_with_the_fix(tmp_path, args, message):
     out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr, out.stderr
-    if args == ["precision=int4"]:
-        assert all(choice in out.stderr for choice in ("fp32", "fp16", "bf16", "int8"))
     if args == ["precision=bf16"]:
         assert "torch" in out.stderr.rsplit("runtimes that can:", 1)[1]
     assert not (tmp_path / "results").exists()

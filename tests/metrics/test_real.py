@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,7 +54,7 @@ def test_without_real_labels_there_are_no_real_keys(ort_run):
 
 @pytest.mark.parametrize("case,message", [
     ("short", "expected a list of 50000 lists"),
-    ("not json", "is not JSON"),
+    ("not json", "not valid JSON"),
     ("names", "'n01440764_tench' is not one"),
 ])
 def test_bad_real_json_or_image_names_exit_2(case, message, val_layout, sample_root, tmp_path):

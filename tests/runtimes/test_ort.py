@@ -73,7 +73,10 @@ def test_unknown_runtime_is_a_user_error(tmp_path):
         open_runtime(opts, make_context(ModelConfig(name="m", arch="none"), preprocess.build(Params()), tmp_path))
 
 
-def test_sessions_split_each_batch_and_put_it_back_in_order(tmp_path):
+def test_sessions_split_each_batch_and_put_it_back_in_order(tmp_path, monkeypatch):
+    from evalkit.runtimes import ort
+
+    monkeypatch.setattr(ort, "cpu_cores", lambda: 4)  # three sessions, whatever this machine's cores
     onnx = tiny_onnx(tmp_path / "m.onnx")
     one, three = open_ort(onnx, tmp_path, sessions=1), open_ort(onnx, tmp_path, sessions=3, intra_op_threads=1)
     x = np.random.default_rng(2).standard_normal((8, 3, 224, 224), dtype=np.float32)
