@@ -1,4 +1,4 @@
-"""Where the points went: the gap between a model's published top-1 and its deployed top-1, split into export,
+r"""Where the points went: the gap between a model's published top-1 and its deployed top-1, split into export,
 recipe, precision and device, each step with its significance.
 
 The audit evaluates a chain of settings on the same images, each one change from the one before:
@@ -12,11 +12,9 @@ The audit evaluates a chain of settings on the same images, each one change from
 Each step is an ordinary run (cached, resumable, in the history); a step whose exact setting already ran on the
 same images is reused, so auditing again costs nothing. A step that does not apply is skipped with its reason.
 
-    python -m evalkit.audit model=demo dataset=imagefolder dataset.root=val deploy.recipe=vastai/resnest50 \
-        deploy.preprocess.mean=[0.5,0.5,0.5] deploy.preprocess.std=[0.5,0.5,0.5] deploy.precision=int8 \
-        precision.calibration.root=calib deploy.runtime=openvino
-    python -m evalkit.audit model=cspdarknet53 dataset=imagenet deploy.recipe=vastai/timm_cspdarknet53 \
-        deploy.precision=int8 deploy.runtime=ascend deploy.runtime.dump_dir=result/dumpOutput_device0
+    python -m evalkit.audit model=demo dataset=imagefolder dataset.root=val deploy.precision=int8 deploy.runtime=openvino
+    python -m evalkit.audit model=cspdarknet53 deploy.recipe=vastai/timm_cspdarknet53 deploy.precision=int8 \
+        precision.calibration.root=calib deploy.runtime=ascend deploy.runtime.dump_dir=result/dumpOutput_device0
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import difflib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import uuid
@@ -43,7 +42,6 @@ from evalkit.config import Config, choices, compose
 from evalkit.contract import GROUPS, PRECISIONS, plugins, safe_name, samples_fingerprint
 from evalkit.errors import UserError
 from evalkit.plugins import runtime_module
-from evalkit.preprocess import params_dict
 from evalkit.run import evaluate
 
 #: the chain, in order, with what each step's delta measures
@@ -54,6 +52,16 @@ STEPS = {
     "precision": "quantisation itself",
     "device": "the device's kernels and compiler",
 }
+
+
+def _examples(doc: str) -> str:
+    """The docstring's command lines, with their continuation lines."""
+    lines: list[str] = []
+    for line in doc.splitlines():
+        if line.strip().startswith("python -m evalkit") or (lines and lines[-1].endswith("\\")):
+            lines.append(line)
+    return "\n".join(lines)
+
 
 HELP = f"""usage: python -m evalkit.audit [overrides] [deploy.KEY=VALUE ...] [audit.alpha=0.05]
 
@@ -73,7 +81,8 @@ audit.alpha=A             the significance level of each step (default 0.05)
 Writes <results.dir>/audit-<model>-<stamp>/audit.json and waterfall.png.
 
 examples:
-""" + "\n".join(line.rstrip(" \\") for line in __doc__.splitlines() if line.strip().startswith("python -m evalkit"))
+""" + _examples(__doc__)
+
 
 
 @dataclass
@@ -192,13 +201,17 @@ def chain(overrides: list[str], deploy: Deploy) -> list[Step]:
         source.skipped = "no PyTorch weights (model.onnx only): the audit starts at the export"
     if not (deploy.recipe or deploy.preprocess):
         recipe_step.skipped = "no deploy.recipe: the deployment uses the source's recipe"
-    elif params_dict(recipe_step.cfg.preprocess) == params_dict(export.cfg.preprocess):
-        recipe_step.skipped = "the deployment's recipe is the source's"
     if precision == "fp32":
         precision_step.skipped = "fp32 deployment: no precision step"
     elif precision not in plugins(GROUPS["transform"]):
         precision_step.skipped = (f"{precision} is no ONNX transform (runtimes compute in it themselves): the device "
                                   "step measures precision and kernels together")
+    previous = None
+    for step in steps:  # a deployment that changes nothing in a step (its recipe is the source's, ...) has no step
+        if step.skipped is None and previous is not None and setting(_resolved(step.cfg)) == setting(
+                _resolved(previous.cfg)):
+            step.skipped = f"the same setting as the {previous.name} step"
+        previous = previous if step.skipped else step
     return steps
 
 
@@ -274,7 +287,7 @@ def run_steps(steps: list[Step]) -> dict[str, tuple[Path, bool]]:
             print(f"audit: {step.name} step reused: {run_dir} (the same setting on the same images)")
             found[step.name] = (run_dir, True)
             continue
-        print(f"audit: {step.name} step: python -m evalkit {' '.join(step.overrides)}")
+        print(f"audit: {step.name} step: python -m evalkit {shlex.join(step.overrides)}")
         try:
             run_dir = evaluate(step.cfg)
         except UserError as e:
@@ -292,25 +305,27 @@ def published(run: record.RunRecord) -> dict[str, Any] | None:
                                   "setting": rows[0]["setting"]}
 
 
-def _ids(run_dir: Path) -> set[str]:
-    return set(pd.read_csv(run_dir / "predictions.csv", usecols=["id"], dtype=str)["id"])
+def _predicted(run_dir: Path) -> pd.Series:
+    """Per image id, whether the run has a prediction for it (a dump's missing output has none)."""
+    p = pd.read_csv(run_dir / "predictions.csv", usecols=["id", "pred1"], dtype={"id": str})
+    return p.set_index("id")["pred1"] >= 0
 
 
 def check_samples(runs: dict[str, Path], steps: list[Step]) -> dict[str, int]:
-    """Refuse a step whose images differ from the first step's, or that lacks outputs for some (a dump missing
-    images) unless its runtime's allow_missing counts them as wrong; returns those counted-wrong images per step."""
+    """Refuse a step whose images differ from the first step's, or that lacks outputs the first step has (a dump
+    missing images) unless its runtime's allow_missing counts them as wrong; returns those images' count per step."""
     names = list(runs)
-    first = _ids(runs[names[0]])
+    first = _predicted(runs[names[0]])
     counted = {}
     for name in names:
-        ids = _ids(runs[name])
-        if ids != first:
-            raise UserError(f"the {name} step scored other images than the {names[0]} step: {len(ids ^ first)} "
-                            "images differ; the audit compares runs of the same images only")
-        lacking = int(record.load(runs[name]).metrics.get("no_prediction", 0))
-        cfg = next(s.cfg for s in steps if s.name == name)
-        if lacking and not getattr(cfg.runtime, "allow_missing", False):
-            raise UserError(f"the {name} step has no output for {lacking} of its {len(ids)} images; set "
+        found = _predicted(runs[name])
+        differ = set(found.index) ^ set(first.index)
+        if differ:
+            raise UserError(f"the {name} step scored other images than the {names[0]} step: {len(differ)} images "
+                            "differ; the audit compares runs of the same images only")
+        lacking = int((first & ~found.reindex(first.index)).sum())
+        if lacking and not getattr(next(s.cfg for s in steps if s.name == name).runtime, "allow_missing", False):
+            raise UserError(f"the {name} step has no output for {lacking} of its {len(found)} images; set "
                             "deploy.runtime.allow_missing=true to count them as wrong")
         if lacking:
             counted[name] = lacking
@@ -415,7 +430,7 @@ def summary(audit: dict[str, Any]) -> str:
 
 def table(audit: dict[str, Any]) -> str:
     """The steps as a text table: top-1/top-5, the delta, images gained and lost, p, CI, verdict."""
-    lines = [f"{'step':<10} {'runtime':<9} {'precision':<28} {'top-1':>7} {'top-5':>7} {'delta':>7} "
+    lines = [f"{'step':<10} {'runtime':<9} {'precision':<44} {'top-1':>7} {'top-5':>7} {'delta':>7} "
              f"{'+img':>5} {'-img':>5} {'p':>8} {'95% CI of delta':>18}  verdict"]
     for r in audit["steps"]:
         delta = "-" if r["delta_top1"] is None else f"{r['delta_top1']:+.3f}"
@@ -423,7 +438,7 @@ def table(audit: dict[str, Any]) -> str:
         ci = "-" if r["ci95"] is None else f"{r['ci95'][0]:+.2f}..{r['ci95'][1]:+.2f}"
         verdict = ("significant" if r["significant"] else "n.s.") + (" (vs published)" if r["against"] == "published"
                                                                      else "")
-        lines.append(f"{r['name']:<10} {r['runtime']:<9} {r['precision'][:28]:<28} {r['top1']:>7.3f} "
+        lines.append(f"{r['name']:<10} {r['runtime']:<9} {r['precision'][:44]:<44} {r['top1']:>7.3f} "
                      f"{r['top5']:>7.3f} {delta:>7} {len(r['gained']):>5} {len(r['lost']):>5} {p:>8} {ci:>18}  "
                      f"{verdict}")
     return "\n".join(lines)
@@ -435,7 +450,8 @@ def waterfall(audit: dict[str, Any], out: Path) -> None:
     plt = pages.pyplot()
     rows = [r for r in audit["steps"] if r["delta_top1"] is not None]
     start = audit["published"]["top1"] if audit["published"] else audit["steps"][0]["top1"]
-    labels = [audit["end_to_end"]["from"]] + [r["name"] for r in rows] + [f"{audit['end_to_end']['to']} (end)"]
+    first = (f"published\n({audit['published']['source']})" if audit["published"] else audit["end_to_end"]["from"])
+    labels = [first] + [r["name"] for r in rows] + [f"{audit['end_to_end']['to']}\n(end)"]
     levels = [start]
     for r in rows:
         levels.append(levels[-1] + r["delta_top1"])
@@ -496,7 +512,7 @@ def audit(args: list[str]) -> Path:
         print(f"WARNING: {w}", file=sys.stderr)
     print(summary(found))
     print("all steps reused: nothing evaluated" if reused == len(found["steps"]) else
-          f"evaluated {len(found['steps']) - reused} steps, reused {reused}")
+          f"evaluated {len(found['steps']) - reused} of {len(found['steps'])} steps, reused {reused}")
     print(f"audit written to {folder}")
     return folder
 
