@@ -332,7 +332,7 @@ def check_samples(runs: dict[str, Path], steps: list[Step]) -> dict[str, int]:
     return counted
 
 
-def paired_step(name: str, before: Path, after: Path, alpha: float) -> dict[str, Any]:
+def paired_step(before: Path, after: Path, alpha: float) -> dict[str, Any]:
     """One step against the step before: delta, the images gained and lost, McNemar's p, a bootstrap CI."""
     a, b = record.load(before), record.load(after)
     flips, agreement, p = gate.paired(after, before)
@@ -370,7 +370,7 @@ def analyse(steps: list[Step], runs: dict[str, tuple[Path, bool]], alpha: float)
     for i, name in enumerate(names):
         run = record.load(dirs[name])
         if i:
-            compared = paired_step(name, dirs[names[i - 1]], dirs[name], alpha)
+            compared = paired_step(dirs[names[i - 1]], dirs[name], alpha)
         elif ref:
             compared = against_published(run, ref["top1"], alpha)
         else:
