@@ -2,7 +2,7 @@
 SIGTERM as a clean stop, and the ``output=PATH`` argument of the helper commands.
 
 The main command (``evalkit.cli``) and the helper commands (``python -m evalkit.gate``, ``.history``, ``.results``,
-``.merge``, ``.compare``, ``.report``, ``.zoo``, ``.export``, ``.inputs``, ``.diverge``, ``.bisect``) import this module; it imports nothing of
+``.merge``, ``.compare``, ``.report``, ``.zoo``, ``.export``, ``.inputs``, ``.diverge``, ``.bisect``, ``.audit``) import this module; it imports nothing of
 the core beyond ``evalkit.errors`` and ``evalkit.config``, so no command needs to import another (bisect
 builds on diverge's sessions).
 """

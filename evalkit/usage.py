@@ -25,6 +25,7 @@ COMMANDS = {
     "inputs": "write the input files a device tool reads (Ascend .bin, VastAI npz) from evalkit's recipe",
     "diverge": "where a transformed (int8, fp16) model parts from its reference, layer by layer",
     "bisect": "which layers an int8 model keeps in fp32 to stay within a target of fp32 top-1",
+    "audit": "where the points went: published -> deployed top-1 split into export, recipe, precision, device",
     "report": "the nightly site: the latest gate, trends, one page per run, what flipped (static HTML)",
     "cache": "what evalkit keeps on disk: list it, prune it by age or size, verify it",
     "confref": "the configuration reference, generated from the schemas (Markdown)",
