@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ..conftest import tiny_onnx  # noqa: TID252
+
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,16 +168,19 @@ def test_a_cancelled_point_fails_sweep_and_gate_then_resume_runs_only_it(slurm_c
 
 def test_a_point_that_fails_in_its_job_is_named_and_the_others_complete(slurm_cluster, sample_root, lite0_onnx,
                                                                          tmp_path):
+    """A point the preflight cannot refuse (a model of 10 classes: found out when it runs) fails in its job."""
     results = tmp_path / "results"
-    proc = evalkit(slurm_cluster, tmp_path, "-m", "hydra/launcher=slurm_cpu", *SMALL,
-                   *photos(sample_root, lite0_onnx, results, 4), "precision=bf16,fp32")
+    ten = tiny_onnx(tmp_path / "ten.onnx", classes=10)
+    args = [a for a in photos(sample_root, lite0_onnx, results, 4) if not a.startswith("model.onnx=")]
+    proc = evalkit(slurm_cluster, tmp_path, "-m", "hydra/launcher=slurm_cpu", *SMALL, *args,
+                   f"model.onnx={ten},{lite0_onnx}")
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("evalkit: ")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert re.search(r"1 of 2 sweep points did not complete: point 0 \(precision=bf16\): SLURM job \d+_0 failed: "
-                     r"runtime=ort cannot run precision=bf16", errors[0]), errors[0]
+    assert re.search(r"1 of 2 sweep points did not complete: point 0 \(model.onnx=\S+ten.onnx\): SLURM job \d+_0 "
+                     r"failed: the model has 10 outputs", errors[0]), errors[0]
     [run] = run_dirs(results)
-    assert json.loads((run / "run.json").read_text())["config"]["precision"]["name"] == "fp32"
+    assert json.loads((run / "run.json").read_text())["config"]["model"]["onnx"] == str(lite0_onnx)
 
 
 def test_a_sweep_stopped_with_sigterm_cancels_its_jobs(slurm_cluster, sample_root, lite0_onnx, calibration_root,
