@@ -53,11 +53,6 @@ def hub_id(model: Any) -> Optional[str]:
     return None if weights else model.hub_id
 
 
-def needs_source(model: Any) -> bool:
-    """Whether the model has any source of weights evalkit can use (an ONNX, a file, a hub checkpoint)."""
-    return bool(model.onnx or model.weights or model.hub_id)
-
-
 def missing_message(model: Any) -> str:
     """What to supply for a model that has no weights evalkit can fetch (a zoo entry of a source without a hub
     checkpoint): where its source publishes them, and the two keys."""
