@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from evalkit import history
 from evalkit.commands import exit_on_user_error, print_help_if_asked, refuse_timm_flags, stop_on_sigterm
-from evalkit.config import Config, follow_overrides, register, to_object
+from evalkit.config import Config, follow_overrides, job_compose, register, to_object
 from evalkit.errors import UserError
 from evalkit.run import evaluate
 from evalkit.workers import die_with_parent
@@ -25,14 +25,10 @@ from evalkit.workers import die_with_parent
 
 def _typed(cfg: DictConfig) -> Config:
     """The job's config, less what its model entry set for another recipe family or architecture."""
-    from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
-    # the user's config folders (hydra.searchpath) are where the entry comes from
-    search = [o for o in hydra_cfg.overrides.hydra if o.split("=", 1)[0] == "hydra.searchpath"]
-    follow_overrides(cfg, list(hydra_cfg.overrides.task),
-                     lambda overrides: compose(config_name="config", overrides=[*search, *overrides]))
+    follow_overrides(cfg, list(hydra_cfg.overrides.task), job_compose(hydra_cfg.overrides.hydra))
     return to_object(cfg)
 
 

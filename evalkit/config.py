@@ -277,6 +277,15 @@ def compose(overrides: list[str] | None = None) -> Any:
     return to_object(cfg)
 
 
+def job_compose(hydra_overrides: Iterable[str]) -> Callable[[list[str]], DictConfig]:
+    """Inside a running Hydra app: compose another list of overrides as the app composed its own, with the user's
+    config folders (``hydra.searchpath`` among ``hydra_overrides``) on the search path."""
+    from hydra import compose as hydra_compose
+
+    search = [o for o in hydra_overrides if o.split("=", 1)[0] == "hydra.searchpath"]
+    return lambda overrides: hydra_compose(config_name="config", overrides=[*search, *overrides])
+
+
 def to_object(cfg: Any) -> Config:
     """Resolve and instantiate the dataclasses (runs each ``__post_init__`` validation).
 

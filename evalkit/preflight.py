@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from evalkit import dataset as datasets
 from evalkit import history, weights
 from evalkit.commands import exit_on_user_error
-from evalkit.config import Config, follow_overrides, to_object
+from evalkit.config import Config, follow_overrides, job_compose, to_object
 from evalkit.errors import UserError
 from evalkit.plugins import check_precision, runtime_module
 
@@ -128,13 +128,9 @@ class Preflight(Callback):
     def _check(config: DictConfig) -> None:
         """Record the sweep's points before any runs (the gate names a point that never ran, whatever the launcher),
         then check them; a refused point is recorded as failed with its first problem."""
-        from hydra import compose
-
         points = sweep_points(config)
         sweep_dir = Path(config.hydra.sweep.dir)
-        # the user's config folders (hydra.searchpath) are where the points' options come from
-        search = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0] == "hydra.searchpath"]
-        found = check_sweep(points, lambda overrides: compose(config_name="config", overrides=[*search, *overrides]))
+        found = check_sweep(points, job_compose(config.hydra.overrides.hydra))
         refused = any(found.values())
         # evalkit's SLURM launcher records its points itself, with their jobs (and finds them again on resume=true)
         if refused or "SlurmLauncher" not in str(OmegaConf.select(config, "hydra.launcher._target_")):
